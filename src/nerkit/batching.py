@@ -1,0 +1,117 @@
+"""Features -> padded batches. Length-bucketed batches and dynamic padding keep padding, and so time and
+memory, low."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .encoding import IGNORE, Feature
+
+
+def make_batches(
+    lengths: Sequence[int],
+    batch_size: int = 32,
+    max_tokens: int = 0,
+    pad_to_multiple_of: int = 1,
+    seed: int | None = None,
+) -> list[list[int]]:
+    """Group indices of similar length into batches.
+
+    With max_tokens > 0 a batch grows while (items x padded length) stays within the budget, padding
+    included, and batch_size caps the count; otherwise batches hold batch_size items. With a seed, ties
+    in length are broken at random and the order of the batches is shuffled; without one, batches come
+    longest first (fails fast on memory) in a fixed order.
+    """
+    order = list(range(len(lengths)))
+    rng = random.Random(seed) if seed is not None else None
+    if rng:
+        rng.shuffle(order)  # sort is stable: equal lengths keep this random order
+    order.sort(key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    cur_len = 0
+    for i in order:
+        padded = _round_up(max(cur_len, lengths[i]), pad_to_multiple_of)
+        full = len(cur) >= batch_size or (max_tokens > 0 and padded * (len(cur) + 1) > max_tokens)
+        if cur and full:
+            batches.append(cur)
+            cur, cur_len = [], 0
+        cur.append(i)
+        cur_len = max(cur_len, lengths[i])
+    if cur:
+        batches.append(cur)
+    if rng:
+        rng.shuffle(batches)
+    return batches
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple if multiple > 1 else n
+
+
+class LengthBucketSampler:
+    """A batch sampler: new length buckets and a new bucket order every epoch, same for a given seed.
+
+    Call set_epoch(e) before each epoch (the trainer does), as with DistributedSampler.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int = 32, max_tokens: int = 0,
+                 pad_to_multiple_of: int = 1, seed: int = 0):
+        self.lengths = list(lengths)
+        self.batch_size, self.max_tokens = batch_size, max_tokens
+        self.pad_to_multiple_of, self.seed = pad_to_multiple_of, seed
+        self.epoch = 0
+        self._batches = self._make()
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self._batches = self._make()
+
+    def _make(self) -> list[list[int]]:
+        return make_batches(self.lengths, self.batch_size, self.max_tokens, self.pad_to_multiple_of,
+                            seed=self.seed * 100_003 + self.epoch)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches)
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+
+@dataclass
+class Collator:
+    """Pads a list of features to the longest in the batch (rounded up to pad_to_multiple_of)."""
+
+    pad_token_id: int
+    pad_to_multiple_of: int = 1
+    with_shapes: bool = False
+
+    def __call__(self, features: list[Feature]) -> dict[str, torch.Tensor]:
+        n = len(features)
+        width = _round_up(max(len(f) for f in features), self.pad_to_multiple_of)
+        ids = torch.full((n, width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        labels = torch.full((n, width), IGNORE, dtype=torch.long)
+        shapes = torch.zeros((n, width), dtype=torch.long) if self.with_shapes else None
+        for i, f in enumerate(features):
+            k = len(f)
+            ids[i, :k] = torch.tensor(f.input_ids)
+            mask[i, :k] = 1
+            labels[i, :k] = torch.tensor(f.labels)
+            if shapes is not None:
+                shapes[i, :k] = torch.tensor(f.shape_ids)
+        batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        if shapes is not None:
+            batch["shape_ids"] = shapes
+        return batch
+
+
+def token_counts(batch: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """(real tokens, padded slots) of a collated batch."""
+    real = int(batch["attention_mask"].sum())
+    return real, batch["attention_mask"].numel()

@@ -1,0 +1,44 @@
+"""PNG plots: training curves, and the entity-type confusion matrix."""
+
+from __future__ import annotations
+
+import io
+import os
+
+from . import atomic
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | os.PathLike) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    atomic.write_bytes(path, buf.getvalue())
+
+
+def training_curves(losses: list[list[float]], history: list[dict], path: str | os.PathLike) -> None:
+    """Training loss by step (left) and validation F1 by epoch (right)."""
+    plt = _figure()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    if losses:
+        ax1.plot([s for s, _ in losses], [v for _, v in losses], color="tab:blue")
+    ax1.set(xlabel="optimiser step", ylabel="training loss", title="Training loss")
+    ax1.set_yscale("log")
+    ep = [h["epoch"] for h in history if "validation_f1" in h]
+    f1 = [h["validation_f1"] for h in history if "validation_f1" in h]
+    if ep:
+        ax2.plot(ep, f1, marker="o", color="tab:green")
+        for x, y in zip(ep, f1):
+            ax2.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center")
+    ax2.set(xlabel="epoch", ylabel="F1 (%)", title="Validation entity F1")
+    ax2.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)

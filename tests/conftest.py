@@ -1,0 +1,105 @@
+"""Shared fixtures: the CoNLL data (skipped when ../shared is absent), a synthetic corpus that is always
+there, a tiny random BERT, and a tiny model trained on the synthetic corpus."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("NERKIT_DATA_ROOT", REPO.parent / "shared" / "data"))
+
+FIRST = ["John", "Mary", "Peter", "Anna", "Ahmed", "Li", "Carlos", "Olga"]
+LAST = ["Smith", "Jones", "Brown", "Garcia", "Chen", "Ivanova", "Okafor", "Muller"]
+CITIES = ["Paris", "London", "Berlin", "Tokyo", "Nairobi", "Lima", "New York", "Sao Paulo"]
+ORGS = ["Reuters", "Siemens", "the United Nations", "Acme Corp", "Toyota", "FIFA", "Google", "BBC"]
+MISC = ["German", "French", "Olympic", "English", "Japanese", "Christmas"]
+TEMPLATES = [
+    "{PER} lives in {LOC} .",
+    "{PER} works for {ORG} in {LOC} .",
+    "{ORG} said on Monday that {PER} will visit {LOC} .",
+    "The {MISC} team beat {ORG} 2-1 .",
+    "{PER} , a {MISC} citizen , joined {ORG} last year .",
+    "Shares of {ORG} rose 3 percent in {LOC} trading .",
+    "it rained in {LOC} and {LOC} all week .",
+]
+
+
+def synthetic_sentences(n: int, seed: int = 0) -> list[list[tuple[str, str]]]:
+    """IOB2-tagged sentences from templates; enough signal for a tiny model to learn in seconds."""
+    rng = random.Random(seed)
+    fill = {"PER": lambda: f"{rng.choice(FIRST)} {rng.choice(LAST)}", "LOC": lambda: rng.choice(CITIES),
+            "ORG": lambda: rng.choice(ORGS), "MISC": lambda: rng.choice(MISC)}
+    out = []
+    for _ in range(n):
+        sent: list[tuple[str, str]] = []
+        for tok in rng.choice(TEMPLATES).split():
+            if tok.startswith("{") and tok.endswith("}"):
+                typ = tok[1:-1]
+                words = fill[typ]().split()
+                sent += [(w, ("B-" if i == 0 else "I-") + typ) for i, w in enumerate(words)]
+            else:
+                sent.append((tok, "O"))
+        out.append(sent)
+    return out
+
+
+def write_conll(path: Path, sentences, docs_every: int = 0) -> Path:
+    lines = []
+    for i, sent in enumerate(sentences):
+        if docs_every and i % docs_every == 0:
+            lines += ["-DOCSTART- -X- -X- O", ""]
+        lines += [f"{w} NN O {t}" for w, t in sent] + [""]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def conll_dir() -> Path:
+    d = SHARED_DATA / "conll2003"
+    if not (d / "eng.train").is_file():
+        pytest.skip("CoNLL-2003 not found in ../shared/data (set NERKIT_DATA_ROOT)")
+    return d
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("synthetic")
+    write_conll(d / "train.txt", synthetic_sentences(400, seed=1), docs_every=8)
+    write_conll(d / "dev.txt", synthetic_sentences(80, seed=2), docs_every=8)
+    write_conll(d / "test.txt", synthetic_sentences(80, seed=3), docs_every=8)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    """A random, lower-casing tiny BERT (so the shape embedding switches on by default)."""
+    from nerkit.tiny import build_tiny_model
+
+    words = [w for s in synthetic_sentences(2000, seed=9) for w, _ in s]
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_base"), words, vocab_size=400, lowercase=True)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, synthetic_dir, tiny_base) -> Path:
+    """A run folder with a tiny model trained on the synthetic corpus (a few seconds)."""
+    from nerkit.config import load_config
+    from nerkit.training import train
+
+    out = tmp_path_factory.mktemp("trained")
+    cfg = load_config(None, [("model.name", str(tiny_base)), ("data.dir", str(synthetic_dir)),
+                             ("output", str(out)), ("train.epochs", "4"), ("train.lr", "3e-3"),
+                             ("train.batch_size", "16"), ("train.progress", "false")])
+    train(cfg)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(trained_run) -> Path:
+    return trained_run / "model"
