@@ -103,3 +103,11 @@ def trained_run(tmp_path_factory, synthetic_dir, tiny_base) -> Path:
 @pytest.fixture(scope="session")
 def trained_model_dir(trained_run) -> Path:
     return trained_run / "model"
+
+
+@pytest.fixture(scope="session")
+def wnut_dir() -> Path:
+    d = SHARED_DATA / "wnut17"
+    if not (d / "wnut17train.conll").is_file():
+        pytest.skip("WNUT-17 not found in ../shared/data (set NERKIT_DATA_ROOT)")
+    return d

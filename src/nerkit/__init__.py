@@ -1,3 +1,31 @@
 """nerkit: fine-tune Hugging Face encoders for named-entity recognition."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .tagger import Span, Tagger
+
+__all__ = ["Span", "Tagger", "__version__", "load"]
+
+
+def load(model_dir: str, backend: str = "torch", device: str | None = None,
+         constrained: bool | None = None) -> Tagger:
+    """Load a trained model folder as a Tagger: `nerkit.load("runs/x/model")("Text to tag.")`.
+
+    Importing torch and transformers waits until this call, so `import nerkit` stays light.
+    See nerkit.tagger.load for the arguments."""
+    from .tagger import load as _load
+
+    return _load(model_dir, backend=backend, device=device, constrained=constrained)
+
+
+def __getattr__(name: str):
+    if name in ("Span", "Tagger"):
+        from . import tagger
+
+        return getattr(tagger, name)
+    raise AttributeError(f"module 'nerkit' has no attribute {name!r}")

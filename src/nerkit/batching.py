@@ -59,10 +59,15 @@ class LengthBucketSampler:
     Call set_epoch(e) before each epoch (the trainer does), as with DistributedSampler.
     """
 
+    # Batches vary in size. Accelerate's BatchSamplerShard (2+ processes) reads `batch_size`: when it is
+    # set, it drops every pair of batches whose second one is not exactly that size and refills the last
+    # one from flattened indices. None makes it pass whole batches through.
+    batch_size = None
+
     def __init__(self, lengths: Sequence[int], batch_size: int = 32, max_tokens: int = 0,
                  pad_to_multiple_of: int = 1, seed: int = 0):
         self.lengths = list(lengths)
-        self.batch_size, self.max_tokens = batch_size, max_tokens
+        self.max_batch_size, self.max_tokens = batch_size, max_tokens
         self.pad_to_multiple_of, self.seed = pad_to_multiple_of, seed
         self.epoch = 0
         self._batches = self._make()
@@ -73,7 +78,7 @@ class LengthBucketSampler:
             self._batches = self._make()
 
     def _make(self) -> list[list[int]]:
-        return make_batches(self.lengths, self.batch_size, self.max_tokens, self.pad_to_multiple_of,
+        return make_batches(self.lengths, self.max_batch_size, self.max_tokens, self.pad_to_multiple_of,
                             seed=self.seed * 100_003 + self.epoch)
 
     def __iter__(self) -> Iterator[list[int]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -104,6 +105,8 @@ def _coerce(value: Any, current: Any, where: str) -> Any:
             num = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        if not math.isfinite(num):  # int(inf) would raise OverflowError, and a NaN lr slips through
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         if kind is int:
             if num != int(num):
                 raise ConfigError(f"{where}: expected a whole number, got {value!r}")
@@ -121,7 +124,8 @@ def set_key(cfg: Config, key: str, value: Any, where: str) -> None:
         if len(short) == 1:
             key = short[0]
         else:
-            close = difflib.get_close_matches(key, list(leaves), n=1)
+            names = list(leaves) + [k.split(".")[-1] for k in leaves]
+            close = difflib.get_close_matches(key, names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"{where}: unknown key {key!r}{hint}")
     obj, name = leaves[key]
@@ -150,9 +154,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[tuple[str
             if p.suffix == ".toml":
                 raw = tomllib.loads(text)
             else:
-                import yaml
-
-                raw = yaml.safe_load(text) or {}
+                raw = _yaml_load(text) or {}
         except Exception as e:
             raise ConfigError(f"{p}: not valid {p.suffix.lstrip('.').upper() or 'YAML'}: {str(e).splitlines()[0]}") from None
         if not isinstance(raw, dict):
@@ -187,6 +189,24 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.warmup_ratio: expected a fraction in [0, 1), got {cfg.train.warmup_ratio}")
     if cfg.data.context and cfg.data.context < 32:
         raise ConfigError(f"data.context: expected 0 (off) or at least 32 sub-words, got {cfg.data.context}")
+
+
+def _yaml_load(text: str) -> Any:
+    """safe_load, but only true/false are booleans (YAML 1.2): YAML 1.1 reads `shapes: off` and
+    `precision: no` as False, which would then fail as the string 'False'."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {
+        k: [r for r in v if r[0] != "tag:yaml.org,2002:bool"] for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                 list("tTfF"))
+    return yaml.load(text, Loader=Loader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def dump_yaml(cfg: Config) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +30,7 @@ def predict_corpus(model, encoder: Encoder, corpus: Corpus, constrained: bool = 
                    desc: str | None = None) -> list[list[str]]:
     feats = encoder.encode_corpus(corpus, train=False)
     sents = corpus.sentences
-    bar = tqdm(total=len(feats), desc=desc, unit="win", leave=False, disable=desc is None)
+    bar = tqdm(total=len(feats), desc=desc, unit="win", leave=False, disable=desc is None or not sys.stderr.isatty())
     logps = word_log_probs(model, feats, [len(s.words) for s in sents], encoder.tokenizer.pad_token_id,
                            device=device, max_tokens=max_tokens, progress=bar.update)
     bar.close()

@@ -105,6 +105,9 @@ def build_model(name_or_path: str, labels: list[str], shapes: bool = False):
     _quiet_transformers()
 
     path = resolve_name(name_or_path)
+    looks_local = path.startswith((".", "/", "~")) or path.count("/") > 1  # hub ids are "org/name"
+    if looks_local and not Path(path).expanduser().is_dir():
+        raise ModelError(f"model.name: folder {path!r} does not exist, expected a model folder or a hub id")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         with warnings.catch_warnings():

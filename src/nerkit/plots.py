@@ -42,3 +42,26 @@ def training_curves(losses: list[list[float]], history: list[dict], path: str | 
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
+
+
+def confusion_matrix(types: list[str], matrix: list[list[int]], path: str | os.PathLike, title: str = "") -> None:
+    """Gold entity type (rows) against predicted type (columns), exact boundaries; '(none)' is a miss
+    (last column) or a spurious entity (last row)."""
+    import numpy as np
+
+    plt = _figure()
+    m = np.array(matrix, dtype=float)
+    norm = m / np.maximum(m.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.1 * len(types) + 2, 1.0 * len(types) + 1.5))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(types)):
+        for j in range(len(types)):
+            if matrix[i][j]:
+                ax.text(j, i, str(matrix[i][j]), ha="center", va="center",
+                        color="white" if norm[i, j] > 0.5 else "black", fontsize=9)
+    ax.set_xticks(range(len(types)), types, rotation=45, ha="right")
+    ax.set_yticks(range(len(types)), types)
+    ax.set(xlabel="predicted", ylabel="gold", title=title or "Entity type confusion (exact boundaries)")
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)

@@ -1,0 +1,143 @@
+"""Length-bucketed batches, the epoch-aware sampler and the dynamic-padding collator."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from nerkit.batching import Collator, LengthBucketSampler, _round_up, make_batches, token_counts
+from nerkit.encoding import IGNORE, Feature
+
+
+def _lengths(n: int = 500, seed: int = 0) -> list[int]:
+    rng = random.Random(seed)
+    return [rng.randint(3, 120) for _ in range(n)]
+
+
+def _padded(lengths: list[int], batch: list[int], mult: int = 1) -> int:
+    return _round_up(max(lengths[i] for i in batch), mult) * len(batch)
+
+
+@pytest.mark.parametrize("seed", [None, 0, 5])
+@pytest.mark.parametrize("batch_size, max_tokens, mult", [(32, 0, 1), (7, 0, 1), (64, 1000, 1), (64, 1000, 8),
+                                                          (1, 0, 1), (1000, 300, 8)])
+def test_make_batches_cover_and_respect_limits(seed, batch_size, max_tokens, mult):
+    lengths = _lengths()
+    batches = make_batches(lengths, batch_size, max_tokens, mult, seed=seed)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(len(lengths)))  # every index exactly once
+    for b in batches:
+        assert 1 <= len(b) <= batch_size
+        if max_tokens and len(b) > 1:
+            assert _padded(lengths, b, mult) <= max_tokens
+    if max_tokens:  # greedy: the next item would not have fitted
+        full = [b for b in batches if len(b) < batch_size]
+        assert len(full) >= len(batches) - 1
+
+
+def test_make_batches_single_long_item_gets_own_batch():
+    batches = make_batches([500, 10, 10], batch_size=8, max_tokens=100)
+    assert [0] in batches and sorted(i for b in batches for i in b) == [0, 1, 2]
+
+
+def test_make_batches_without_seed_longest_first():
+    lengths = _lengths()
+    batches = make_batches(lengths, batch_size=16)
+    maxes = [max(lengths[i] for i in b) for b in batches]
+    assert maxes == sorted(maxes, reverse=True)
+    assert make_batches(lengths, batch_size=16) == batches
+
+
+def test_make_batches_seed_reproducible_and_shuffled():
+    lengths = _lengths()
+    a = make_batches(lengths, batch_size=16, seed=1)
+    assert a == make_batches(lengths, batch_size=16, seed=1)
+    b = make_batches(lengths, batch_size=16, seed=2)
+    assert a != b
+    maxes = [max(lengths[i] for i in x) for x in a]
+    assert maxes != sorted(maxes, reverse=True)  # batch order is shuffled
+
+
+def test_make_batches_empty():
+    assert make_batches([], batch_size=4) == []
+
+
+def test_sampler_set_epoch():
+    lengths = _lengths()
+    s = LengthBucketSampler(lengths, batch_size=16, seed=3)
+    e0 = list(s)
+    assert len(s) == len(e0) == -(-len(lengths) // 16)
+    s.set_epoch(0)
+    assert list(s) == e0
+    s.set_epoch(1)
+    e1 = list(s)
+    assert e1 != e0 and sorted(i for b in e1 for i in b) == list(range(len(lengths)))
+    s.set_epoch(0)
+    assert list(s) == e0  # an epoch's order depends only on (seed, epoch): resumable
+    other = LengthBucketSampler(lengths, batch_size=16, seed=3)
+    other.set_epoch(1)
+    assert list(other) == e1
+    assert list(LengthBucketSampler(lengths, batch_size=16, seed=4)) != e0
+
+
+@pytest.mark.parametrize("max_tokens", [0, 700])
+def test_sampler_sharded_by_accelerate_keeps_every_batch(max_tokens):
+    """Two processes: Accelerate's BatchSamplerShard must hand out whole batches, none dropped or refilled
+    from other lengths (regression: a `batch_size` attribute made it drop uneven batches)."""
+    from accelerate.data_loader import BatchSamplerShard
+
+    lengths = _lengths(301)
+    s = LengthBucketSampler(lengths, batch_size=16, max_tokens=max_tokens, seed=0)
+    original = list(s)
+    shards = [list(BatchSamplerShard(s, num_processes=2, process_index=k)) for k in range(2)]
+    assert len(shards[0]) == len(shards[1]) == len(BatchSamplerShard(s, 2, 0))
+    got = [b for pair in zip(*shards) for b in pair]
+    assert got[: len(original)] == original
+    assert all(b in original for b in got)  # the padding batches are whole batches too
+
+
+def _feature(n: int, shape: int = 1) -> Feature:
+    return Feature(list(range(10, 10 + n)), [IGNORE] + [1] * (n - 2) + [IGNORE], [0] + [shape] * (n - 2) + [0],
+                   list(range(1, n - 1)), [0] * (n - 2), list(range(n - 2)), [True] * (n - 2))
+
+
+def test_collator_dynamic_padding():
+    feats = [_feature(5), _feature(3)]
+    batch = Collator(pad_token_id=0)(feats)
+    assert set(batch) == {"input_ids", "attention_mask", "labels"}
+    assert batch["input_ids"].shape == (2, 5)
+    assert batch["input_ids"][1].tolist() == [10, 11, 12, 0, 0]
+    assert batch["attention_mask"].tolist() == [[1] * 5, [1, 1, 1, 0, 0]]
+    assert batch["labels"][1].tolist() == [IGNORE, 1, IGNORE, IGNORE, IGNORE]
+    assert all(t.dtype == torch.long for t in batch.values())
+    assert token_counts(batch) == (8, 10)
+
+
+def test_collator_pad_to_multiple_and_shapes():
+    batch = Collator(pad_token_id=7, pad_to_multiple_of=8, with_shapes=True)([_feature(9, 3), _feature(4, 2)])
+    assert batch["input_ids"].shape == (2, 16)
+    assert batch["input_ids"][0, 9:].tolist() == [7] * 7
+    assert (batch["labels"][:, 9:] == IGNORE).all()
+    assert batch["shape_ids"][1].tolist() == [0, 2, 2, 0] + [0] * 12
+    exact = Collator(pad_token_id=0, pad_to_multiple_of=8)([_feature(8)])
+    assert exact["input_ids"].shape == (1, 8)
+
+
+def test_padding_fraction_on_conll(conll_dir):
+    from nerkit.corpus import read_conll
+
+    lengths = [len(s.words) + 2 for s in read_conll(conll_dir / "eng.train").sentences]
+
+    def padding(batches: list[list[int]]) -> float:
+        real = sum(lengths[i] for b in batches for i in b)
+        slots = sum(_padded(lengths, b) for b in batches)
+        return 1 - real / slots
+
+    sorted_pad = padding(make_batches(lengths, batch_size=32, seed=0))
+    order = list(range(len(lengths)))
+    random.Random(0).shuffle(order)
+    random_pad = padding([order[i : i + 32] for i in range(0, len(order), 32)])
+    assert sorted_pad < 0.05
+    assert random_pad > 0.4 and random_pad > 10 * sorted_pad
