@@ -41,8 +41,13 @@ def _sample(data_dir: str, n: int, seed: int):
 def run_recipe(args, q) -> None:
     """run_ner.py's recipe, condensed: tokenise with is_split_into_words, label the first sub-word."""
     import torch
-    from transformers import (AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification,
-                              Trainer, TrainingArguments)
+    from transformers import (
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+        DataCollatorForTokenClassification,
+        Trainer,
+        TrainingArguments,
+    )
     from transformers.utils import logging as hf_logging
 
     from nerkit.model import resolve_name

@@ -40,14 +40,14 @@ def test_tiny_bert_learns_conll(conll_dir, conll_tiny, tmp_path):
     from nerkit.training import limit_corpus, train
 
     overrides = {"model.name": conll_tiny, "data.dir": conll_dir, "output": tmp_path / "run",
-                 "data.limit_train": 3000, "data.limit_eval": 500, "data.context": 128, "model.shapes": "on",
-                 "train.epochs": 3, "train.lr": 2e-3, "train.batch_size": 32, "train.progress": "false",
+                 "data.limit_train": 2000, "data.limit_eval": 300, "data.context": 128, "model.shapes": "on",
+                 "train.epochs": 3, "train.lr": 3e-3, "train.batch_size": 32, "train.progress": "false",
                  "train.seed": 1}
     cfg = _cfg(overrides)
 
     # the untrained model: a random classifier over a random encoder
     splits = load_splits(conll_dir)
-    val = limit_corpus(splits.validation, 500)
+    val = limit_corpus(splits.validation, 300)
     model, tok = build_model(str(conll_tiny), splits.labels, shapes=True)
     enc = Encoder(tok, splits.labels, max_length=128, context=128, shapes=True)
     untrained = 100 * evaluate_corpus(model.eval(), enc, val).conlleval.micro.f1
@@ -57,9 +57,9 @@ def test_tiny_bert_learns_conll(conll_dir, conll_tiny, tmp_path):
     history = [h["validation_f1"] for h in metrics["history"]]
     print(f"untrained val F1 {untrained:.2f}, trained {trained:.2f}, history {history}")
     assert untrained < 8
-    assert trained > 18 and trained > untrained + 12
+    assert trained > 15 and trained > untrained + 10  # measured: untrained ~4, trained 24-27
     assert trained == pytest.approx(max(history), abs=0.01)  # the best epoch is the saved model
-    assert metrics["validation"]["conlleval"]["micro"]["support"] > 700  # 500 sentences of testa
+    assert metrics["validation"]["conlleval"]["micro"]["support"] > 400  # 300 sentences of testa
     assert "test" in metrics and (tmp_path / "run" / "predictions" / "test.conll").is_file()
 
 

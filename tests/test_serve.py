@@ -128,7 +128,8 @@ def test_labels_health_docs_and_page(client, tagger):
     assert r.json() == {"labels": list(tagger.labels), "entity_types": list(tagger.entity_types)}
     assert sorted(r.json()["entity_types"]) == ["LOC", "MISC", "ORG", "PER"]
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert "swagger" in client.get("/docs").text.lower()
+    docs = client.get("/docs").text
+    assert "swagger-ui-bundle.js" in docs and "cdn" not in docs  # Swagger UI from the app: works offline
     schema = client.get("/openapi.json").json()
     assert {"/v1/entities", "/v1/labels", "/healthz", "/metrics"} <= set(schema["paths"])
     page = client.get("/")
@@ -255,9 +256,16 @@ def test_batching_off_runs_each_request_alone():
 def test_max_batch_caps_a_group():
     tagger = FakeTagger(delay=0.02)
     app = create_app(tagger, ServeSettings(max_wait_ms=100, max_batch=4))
-    rs = asyncio.run(concurrent_posts(app, [{"text": f"N{i}"} for i in range(10)]))
+    bodies = [{"text": f"N{i}"} for i in range(10)] + [{"texts": ["A", "B", "C"]}] * 3
+    rs = asyncio.run(concurrent_posts(app, bodies))
     assert all(r.status_code == 200 for r in rs)
-    assert sum(tagger.calls) == 10 and max(tagger.calls) <= 4
+    assert sum(tagger.calls) == 19 and max(tagger.calls) <= 4, tagger.calls
+    assert [len(x["entities"]) for x in rs[-1].json()["results"]] == [1, 1, 1]
+
+
+def test_works_without_the_lifespan():
+    c = client_for(FakeTagger())  # not entered: no batcher task, requests run one by one
+    assert c.post("/v1/entities", json={"text": "Ann"}).json()["entities"][0]["text"] == "Ann"
 
 
 def test_a_failing_text_does_not_fail_its_neighbours():
@@ -331,6 +339,18 @@ def test_serve_exits_2_on_a_bad_model_folder_before_binding(tmp_path, capsys, ki
     err = capsys.readouterr().err.strip()
     assert err.startswith("nerkit: error:") and "model" in err.lower() and len(err.splitlines()) == 1, err
     assert _port_is_free(port)
+
+
+def test_serve_exits_2_when_the_port_is_taken(trained_model_dir, capsys):
+    from nerkit.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", str(trained_model_dir), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"--port {port}" in err and "in use" in err, err
 
 
 def test_serve_rejects_bad_options(tmp_path, capsys):

@@ -301,7 +301,7 @@ def cmd_export(args: argparse.Namespace, extra: list[str]) -> int:
 # ------------------------------------------------------------------------------------------------ serve
 
 def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
-    from .serve import ServeSettings, run
+    from .serve import PortError, ServeSettings, run
 
     if extra:
         raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
@@ -313,11 +313,14 @@ def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
         settings = ServeSettings(max_body_bytes=args.max_body_bytes, max_chars=args.max_chars,
                                  max_texts=args.max_texts, request_timeout_s=args.timeout,
                                  micro_batching=not args.no_batching, max_wait_ms=args.max_wait_ms,
-                                 max_batch=args.max_batch, batch_size=args.batch_size)
+                                 max_batch=args.max_batch, batch_size=args.batch_size, threads=args.threads)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    run(args.model_dir, host=args.host, port=args.port, workers=args.workers, backend=args.backend,
-        device=args.device, settings=settings, log_level=args.log_level)
+    try:
+        run(args.model_dir, host=args.host, port=args.port, workers=args.workers, backend=args.backend,
+            device=args.device, settings=settings, log_level=args.log_level)
+    except PortError as e:
+        raise UsageError(str(e)) from None
     return 0
 
 
@@ -414,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-chars", type=int, default=10_000, help="most characters per text (default 10000)")
     v.add_argument("--max-texts", type=int, default=64, help="most texts per request (default 64)")
     v.add_argument("--timeout", type=float, default=30.0, help="request timeout in seconds (default 30)")
+    v.add_argument("--threads", type=int, default=0,
+                   help="torch threads per worker (default: all cores for 1 worker, cores/N for N)")
     v.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn log level")
     v.set_defaults(func=cmd_serve, extra_ok=False)

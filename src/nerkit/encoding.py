@@ -18,8 +18,10 @@ NUM_SHAPES = len(SHAPES)
 
 
 def word_shape(word: str) -> int:
-    letters = [c for c in word if c.isalpha()]
+    letters = [c for c in word if c.isalpha() and (c.isupper() or c.islower())]  # cased letters only
     if not letters:
+        if any(c.isalpha() for c in word):
+            return 7  # a script without case (CJK, Arabic, ...)
         if any(c.isdigit() for c in word):
             return 5
         return 6 if word and all(not c.isalnum() for c in word) else 7

@@ -59,6 +59,7 @@ def export_onnx(model_dir: str | os.PathLike, int8: bool = False, opset: int = 1
     from .model import find_model_dir, load_model
 
     folder = find_model_dir(model_dir)
+    _onnxruntime()  # before the slow part
     model, tokenizer, meta = load_model(folder, device="cpu")
     out = folder / ONNX_DIR
     out.mkdir(exist_ok=True)
@@ -109,6 +110,7 @@ def quantize(src: Path, dst: Path) -> None:
     Embeddings and layer norms stay in fp32, which keeps the accuracy loss small."""
     import logging
 
+    _onnxruntime()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     tmp = dst.with_name(dst.name + ".tmp")
@@ -127,8 +129,16 @@ def _threads() -> int:
     return int(env) if env and env.isdigit() and int(env) > 0 else torch.get_num_threads()
 
 
+def _onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ModelError("the ONNX backend needs onnxruntime and onnx: pip install 'nerkit[onnx]'") from None
+    return onnxruntime
+
+
 def _session(path: Path):
-    import onnxruntime as ort
+    ort = _onnxruntime()
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = _threads()

@@ -11,12 +11,13 @@ import asyncio
 import json
 import math
 import os
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +45,14 @@ class ServeSettings:
     max_wait_ms: float = 5.0  # how long the batcher waits for more requests after the first
     max_batch: int = 32  # texts per model call when grouping requests
     batch_size: int = 32  # `Tagger.pipe` batch size
+    threads: int = 0  # torch intra-op threads per worker; 0 leaves torch's default (one per core)
 
     def __post_init__(self) -> None:
         for f in ("max_body_bytes", "max_chars", "max_texts", "max_batch", "batch_size"):
             if not isinstance(getattr(self, f), int) or getattr(self, f) < 1:
                 raise ValueError(f"{f} must be a positive integer, got {getattr(self, f)!r}")
+        if not isinstance(self.threads, int) or self.threads < 0:
+            raise ValueError(f"threads must be 0 (torch's default) or more, got {self.threads!r}")
         if not self.request_timeout_s > 0:
             raise ValueError(f"request_timeout_s must be > 0, got {self.request_timeout_s!r}")
         if not self.max_wait_ms >= 0:
@@ -135,15 +139,17 @@ class MicroBatcher:
 
     def __init__(self, tagger, settings: ServeSettings):
         self.tagger, self.settings = tagger, settings
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="nerkit-model")
+        self._executor: ThreadPoolExecutor | None = None
         self._queue: asyncio.Queue[_Job] | None = None
+        self._carry: _Job | None = None  # a job that did not fit in the last group
         self._task: asyncio.Task | None = None
         self.model_calls = 0
         self.model_texts = 0
 
     async def start(self) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="nerkit-model")
         if self.settings.micro_batching:
-            self._queue = asyncio.Queue()
+            self._queue, self._carry = asyncio.Queue(), None
             self._task = asyncio.create_task(self._loop(), name="nerkit-batcher")
 
     async def stop(self) -> None:
@@ -153,8 +159,10 @@ class MicroBatcher:
                 await self._task
             except asyncio.CancelledError:
                 pass
-            self._task = None
-        self._executor.shutdown(wait=False, cancel_futures=True)
+            self._task = self._queue = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
     def _run(self, texts: list[str]) -> list[list]:
         self.model_calls += 1
@@ -164,21 +172,26 @@ class MicroBatcher:
             raise RuntimeError(f"tagger.pipe returned {len(out)} results for {len(texts)} texts")
         return out
 
+    async def _call(self, texts: list[str]) -> list[list]:
+        if self._executor is None:  # the app was run without its lifespan (no batcher task)
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="nerkit-model")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, texts)
+
     async def tag(self, texts: list[str]) -> list[list]:
         """Spans for each text, in order. Cancelling the caller (a timeout) drops the job."""
         if not texts:
             return []
-        loop = asyncio.get_running_loop()
-        if self._queue is None:
-            return await loop.run_in_executor(self._executor, self._run, texts)
-        fut = loop.create_future()
-        await self._queue.put(_Job(texts, fut))
+        if self._queue is None or self._task is None or self._task.done():
+            return await self._call(texts)
+        fut = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Job(texts, fut))
         return await fut
 
     async def _collect(self) -> list[_Job]:
+        """The first waiting job, then whatever else arrives within max_wait_ms, up to max_batch texts."""
         assert self._queue is not None
-        jobs = [await self._queue.get()]
-        n = len(jobs[0].texts)
+        first, self._carry = self._carry or await self._queue.get(), None
+        jobs, n = [first], len(first.texts)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.max_wait_ms / 1000
         while n < self.settings.max_batch:
@@ -190,21 +203,22 @@ class MicroBatcher:
                     break
                 try:
                     job = await asyncio.wait_for(self._queue.get(), left)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
+            if n + len(job.texts) > self.settings.max_batch:
+                self._carry = job  # it starts the next group
+                break
             jobs.append(job)
             n += len(job.texts)
         return [j for j in jobs if not j.future.done()]  # callers that timed out are gone
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             jobs = await self._collect()
             if not jobs:
                 continue
-            texts = [t for j in jobs for t in j.texts]
             try:
-                results = await loop.run_in_executor(self._executor, self._run, texts)
+                results = await self._call([t for j in jobs for t in j.texts])
             except Exception as e:
                 if len(jobs) == 1:
                     _settle(jobs[0].future, exc=e)
@@ -212,9 +226,9 @@ class MicroBatcher:
                 # one bad text must not fail its neighbours: rerun each request alone
                 for j in jobs:
                     try:
-                        _settle(j.future, await loop.run_in_executor(self._executor, self._run, j.texts))
-                    except Exception as e:
-                        _settle(j.future, exc=e)
+                        _settle(j.future, await self._call(j.texts))
+                    except Exception as e2:
+                        _settle(j.future, exc=e2)
                 continue
             i = 0
             for j in jobs:
@@ -352,7 +366,7 @@ class GuardMiddleware:
 
         try:
             problem = await asyncio.wait_for(read(), self.settings.request_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return JSONResponse(error_body("limit", "the request body did not arrive within the request timeout",
                                            limit="request_timeout_s", max=self.settings.request_timeout_s), 408)
         if problem is not None:
@@ -413,6 +427,10 @@ def create_app(tagger_or_model_dir, settings: ServeSettings | None = None, backe
                device: str | None = None) -> FastAPI:
     """The service for one tagger. A path is loaded here, once per process (so once per uvicorn worker)."""
     settings = settings or ServeSettings()
+    if settings.threads:
+        import torch
+
+        torch.set_num_threads(settings.threads)
     if isinstance(tagger_or_model_dir, str | os.PathLike):
         from .tagger import load
 
@@ -430,7 +448,11 @@ def create_app(tagger_or_model_dir, settings: ServeSettings | None = None, backe
         finally:
             await batcher.stop()
 
-    app = FastAPI(title="nerkit", version=_version(), lifespan=lifespan,
+    try:  # Swagger UI and ReDoc assets shipped in a package, so /docs works offline too
+        from fastapi_offline import FastAPIOffline as make_fastapi
+    except ImportError:  # plain FastAPI: /docs loads Swagger UI from a CDN
+        make_fastapi = FastAPI
+    app = make_fastapi(title="nerkit", version=_version(), lifespan=lifespan,
                   description="Named-entity recognition over HTTP. `POST /v1/entities` with `{\"text\": ...}` "
                               "or `{\"texts\": [...]}`. Limits: " + ", ".join(
                                   f"{k}={v}" for k, v in asdict(settings).items()),
@@ -475,7 +497,7 @@ def create_app(tagger_or_model_dir, settings: ServeSettings | None = None, backe
         deadline = getattr(request.state, "nerkit_deadline", time.monotonic() + settings.request_timeout_s)
         try:
             spans = await asyncio.wait_for(batcher.tag(texts), max(deadline - time.monotonic(), 0.001))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return JSONResponse(error_body("limit", f"no answer within request_timeout_s "
                                                     f"({settings.request_timeout_s} s)",
                                            limit="request_timeout_s", max=settings.request_timeout_s),
@@ -525,6 +547,26 @@ def app_from_env():
                       device=os.environ.get("NERKIT_SERVE_DEVICE") or None)
 
 
+class PortError(ValueError):
+    """The address cannot be bound (in use, or not an address of this machine). str() is one line."""
+
+
+def check_port(host: str, port: int) -> None:
+    """Bind and release the address as uvicorn will (SO_REUSEADDR), to fail with one clear line instead
+    of uvicorn's log and exit code 3 once the model has loaded."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise PortError(f"--host {host!r}: {e.strerror}") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as e:
+            raise PortError(f"--port {port}: cannot listen on {host}:{port}: {e.strerror}") from None
+
+
 def run(model_dir: str, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, backend: str = "torch",
         device: str | None = None, settings: ServeSettings | None = None, log_level: str = "info") -> None:
     """Load the model (a missing or broken folder raises ModelError before any port is bound), then serve."""
@@ -534,10 +576,16 @@ def run(model_dir: str, host: str = "127.0.0.1", port: int = 8000, workers: int 
 
     settings = settings or ServeSettings()
     tagger = load(model_dir, backend=backend, device=device)  # validates the folder for every worker too
+    check_port(host, port)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"nerkit: serving {model_dir} on http://{shown}:{port}/ (API docs at /docs, {workers} worker(s), "
+          f"micro-batching {'on' if settings.micro_batching else 'off'})", flush=True)
     if workers <= 1:
         uvicorn.run(create_app(tagger, settings), host=host, port=port, log_level=log_level)
         return
     del tagger
+    if not settings.threads:  # N workers share the cores instead of each taking them all
+        settings = replace(settings, threads=max(1, (os.cpu_count() or 1) // workers))
     os.environ.update({SETTINGS_ENV: settings.to_json(), "NERKIT_SERVE_MODEL": str(model_dir),
                        "NERKIT_SERVE_BACKEND": backend, "NERKIT_SERVE_DEVICE": device or ""})
     uvicorn.run("nerkit.serve:app_from_env", factory=True, host=host, port=port, workers=workers,

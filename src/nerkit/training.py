@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import sys
 import time
@@ -63,7 +64,9 @@ def _precision(cfg: Config) -> str:
 
 def _setup_logging(out: Path, main: bool) -> None:
     log.setLevel(logging.INFO)
-    log.handlers.clear()
+    for h in list(log.handlers):  # an earlier run in this process (tests, notebooks) left its handlers
+        h.close()
+        log.removeHandler(h)
     log.propagate = False
     if not main:
         return
@@ -102,7 +105,12 @@ def train(cfg: Config, resume: bool = False) -> dict:
         raise FileNotFoundError(f"--resume: no checkpoint in {str(ckpt_dir)!r}; start without --resume")
 
     precision = _precision(cfg)
-    acc = Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.train.grad_accum)
+    # Several processes (torchrun / accelerate launch --multi_gpu) on a machine without CUDA: Accelerate
+    # only sets up gloo (MULTI_CPU) when told cpu=True; otherwise every process thinks it is the main one
+    # and they all write, and race on, the same run folder.
+    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    acc = Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.train.grad_accum,
+                      cpu=multi_cpu)
     main = acc.is_main_process
     if main:
         out.mkdir(parents=True, exist_ok=True)

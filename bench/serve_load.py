@@ -1,0 +1,183 @@
+"""Load test of `nerkit serve`: throughput and latency with micro-batching on and off.
+
+    python bench/serve_load.py [--model runs/A-ctx128/model] [--data DIR_OR_FILE] [--clients 20]
+                               [--duration 30] [--max-wait-ms 5] [--warmup 3]
+
+For each mode the script starts `nerkit serve` on a free 127.0.0.1 port in a child process, sends
+`--warmup` seconds of uncounted load, then `--clients` concurrent asyncio httpx clients for `--duration`
+seconds, each request one CoNLL test sentence, and stops the server. Every loop is bounded in time and
+only loopback is used. The last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sentences(data: str | None) -> list[str]:
+    from nerkit.corpus import find_split_file, read_conll, resolve_data_dir
+
+    p = Path(data) if data else None
+    if p is None or p.is_dir() or not p.exists():
+        folder = p if p is not None and p.is_dir() else resolve_data_dir(data or "conll2003")
+        p = find_split_file(folder, "test")
+        if p is None:
+            sys.exit(f"serve_load: no test split in {folder}")
+    sents = [" ".join(s.words) for s in read_conll(p).sentences]
+    random.Random(0).shuffle(sents)
+    return sents
+
+
+def start_server(model: str, port: int, extra: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "nerkit.cli", "serve", model, "--host", "127.0.0.1", "--port", str(port),
+           "--log-level", "warning", *extra]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"serve_load: the server exited with {proc.returncode}: {proc.stdout.read()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    sys.exit("serve_load: the server did not answer /healthz within 180 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def load(url: str, sentences: list[str], clients: int, seconds: float) -> dict:
+    """`clients` loops, each sending one sentence at a time until `seconds` have passed."""
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    counter = iter(range(10**9))
+    end = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10.0) as client:
+
+        async def one_client() -> None:
+            while time.perf_counter() < end:
+                text = sentences[next(counter) % len(sentences)]
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post("/v1/entities", json={"text": text})
+                    ok = r.status_code == 200 and "entities" in r.json()
+                    why = f"HTTP {r.status_code}"
+                except (httpx.HTTPError, ValueError) as e:
+                    ok, why = False, type(e).__name__
+                if ok:
+                    latencies.append(time.perf_counter() - t0)
+                else:
+                    errors[why] = errors.get(why, 0) + 1
+
+        t_start = time.perf_counter()
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+        elapsed = time.perf_counter() - t_start
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1) if latencies else -1.0
+
+    return {"requests": len(latencies), "errors": sum(errors.values()), "error_kinds": errors,
+            "seconds": round(elapsed, 2), "throughput_rps": round(len(latencies) / elapsed, 1),
+            "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+            "max_ms": round(1000 * latencies[-1], 1) if latencies else -1.0}
+
+
+def scrape(url: str) -> dict:
+    text = httpx.get(url + "/metrics", timeout=5).text
+    out = {}
+    for name in ("nerkit_model_calls_total", "nerkit_model_texts_total"):
+        m = re.search(rf"^{name} (\S+)$", text, re.M)
+        out[name] = float(m.group(1)) if m else None
+    return out
+
+
+def run_mode(args, sentences: list[str], batching: bool) -> dict:
+    port = free_port()
+    extra = ["--max-wait-ms", str(args.max_wait_ms)] if batching else ["--no-batching"]
+    proc = start_server(args.model, port, extra)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if args.warmup > 0:
+            asyncio.run(load(url, sentences, args.clients, args.warmup))
+        before = scrape(url)
+        res = asyncio.run(load(url, sentences, args.clients, args.duration))
+        after = scrape(url)
+    finally:
+        stop_server(proc)
+    calls = (after["nerkit_model_calls_total"] or 0) - (before["nerkit_model_calls_total"] or 0)
+    texts = (after["nerkit_model_texts_total"] or 0) - (before["nerkit_model_texts_total"] or 0)
+    res["mean_batch"] = round(texts / calls, 2) if calls else None
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=str(REPO / "runs" / "A-ctx128" / "model"))
+    ap.add_argument("--data", default=None, help="CoNLL test file or folder (default: conll2003's test split)")
+    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--duration", type=float, default=30.0, help="seconds of measured load per mode")
+    ap.add_argument("--warmup", type=float, default=3.0, help="seconds of uncounted load first")
+    ap.add_argument("--max-wait-ms", type=float, default=5.0)
+    args = ap.parse_args()
+    if not 1 <= args.clients <= 200 or not 0 < args.duration <= 600:
+        sys.exit("serve_load: --clients must be 1-200 and --duration 0-600 s (the load stays bounded)")
+    if not Path(args.model).exists():
+        sys.exit(f"serve_load: model {args.model} not found (train it, or pass --model)")
+    sentences = test_sentences(args.data)
+    print(f"serve_load: {args.model} | {len(sentences)} test sentences | {args.clients} clients x "
+          f"{args.duration:g} s per mode | 127.0.0.1 | cpus {os.cpu_count()}", flush=True)
+    results = {}
+    for mode, batching in (("batching_on", True), ("batching_off", False)):
+        r = run_mode(args, sentences, batching)
+        results[mode] = r
+        print(f"{mode:<13} {r['throughput_rps']:>7.1f} req/s  p50 {r['p50_ms']:>6.1f} ms  p95 {r['p95_ms']:>6.1f} ms  "
+              f"p99 {r['p99_ms']:>6.1f} ms  max {r['max_ms']:>6.1f} ms  errors {r['errors']}  "
+              f"requests {r['requests']}  mean model batch {r['mean_batch']}", flush=True)
+    on, off = results["batching_on"], results["batching_off"]
+    ratio = round(on["throughput_rps"] / off["throughput_rps"], 2) if off["throughput_rps"] else None
+    targets = {"zero_errors": on["errors"] == 0 and off["errors"] == 0,
+               "throughput_ratio_ge_2": ratio is not None and ratio >= 2.0,
+               "p99_on_lt_500ms": 0 <= on["p99_ms"] < 500}
+    print(f"micro-batching: {ratio} x throughput; p99 {on['p99_ms']} ms vs {off['p99_ms']} ms; targets "
+          + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in targets.items()))
+    print(json.dumps({"bench": "serve_load", "model": args.model, "clients": args.clients,
+                      "duration_s": args.duration, "max_wait_ms": args.max_wait_ms, **results,
+                      "throughput_ratio": ratio,
+                      "p99_ratio": round(on["p99_ms"] / off["p99_ms"], 3) if off["p99_ms"] > 0 else None,
+                      "targets": targets}))
+
+
+if __name__ == "__main__":
+    main()
