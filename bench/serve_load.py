@@ -1,7 +1,7 @@
 """Load test of `nerkit serve`: throughput and latency with micro-batching on and off.
 
     python bench/serve_load.py [--model runs/A-ctx128/model] [--data DIR_OR_FILE] [--clients 20]
-                               [--duration 30] [--max-wait-ms 5] [--warmup 3]
+                               [--duration 30] [--max-wait-ms 5] [--warmup 3] [--threads 0]
 
 For each mode the script starts `nerkit serve` on a free 127.0.0.1 port in a child process, sends
 `--warmup` seconds of uncounted load, then `--clients` concurrent asyncio httpx clients for `--duration`
@@ -126,6 +126,7 @@ def scrape(url: str) -> dict:
 def run_mode(args, sentences: list[str], batching: bool) -> dict:
     port = free_port()
     extra = ["--max-wait-ms", str(args.max_wait_ms)] if batching else ["--no-batching"]
+    extra += ["--threads", str(args.threads)]
     proc = start_server(args.model, port, extra)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -150,6 +151,7 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of measured load per mode")
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds of uncounted load first")
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
+    ap.add_argument("--threads", type=int, default=0, help="the server's torch threads (0: its default)")
     args = ap.parse_args()
     if not 1 <= args.clients <= 200 or not 0 < args.duration <= 600:
         sys.exit("serve_load: --clients must be 1-200 and --duration 0-600 s (the load stays bounded)")
@@ -157,7 +159,8 @@ def main() -> None:
         sys.exit(f"serve_load: model {args.model} not found (train it, or pass --model)")
     sentences = test_sentences(args.data)
     print(f"serve_load: {args.model} | {len(sentences)} test sentences | {args.clients} clients x "
-          f"{args.duration:g} s per mode | 127.0.0.1 | cpus {os.cpu_count()}", flush=True)
+          f"{args.duration:g} s per mode | server threads {args.threads or 'default'} | 127.0.0.1 | "
+          f"cpus {os.cpu_count()}", flush=True)
     results = {}
     for mode, batching in (("batching_on", True), ("batching_off", False)):
         r = run_mode(args, sentences, batching)
@@ -173,7 +176,8 @@ def main() -> None:
     print(f"micro-batching: {ratio} x throughput; p99 {on['p99_ms']} ms vs {off['p99_ms']} ms; targets "
           + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in targets.items()))
     print(json.dumps({"bench": "serve_load", "model": args.model, "clients": args.clients,
-                      "duration_s": args.duration, "max_wait_ms": args.max_wait_ms, **results,
+                      "duration_s": args.duration, "max_wait_ms": args.max_wait_ms,
+                      "server_threads": args.threads, **results,
                       "throughput_ratio": ratio,
                       "p99_ratio": round(on["p99_ms"] / off["p99_ms"], 3) if off["p99_ms"] > 0 else None,
                       "targets": targets}))

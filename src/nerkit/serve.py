@@ -44,7 +44,9 @@ class ServeSettings:
     micro_batching: bool = True
     max_wait_ms: float = 5.0  # how long the batcher waits for more requests after the first
     max_batch: int = 32  # texts per model call when grouping requests
-    batch_size: int = 32  # `Tagger.pipe` batch size
+    # `Tagger.pipe` batch size. Small on a CPU: pipe sorts a group's texts by length, and short batches
+    # carry little padding (MiniLM, 20 CoNLL sentences, 2 cores: batches of 8 tag 1.6x faster than one of 20)
+    batch_size: int = 8
     threads: int = 0  # torch intra-op threads per worker; 0 leaves torch's default (one per core)
 
     def __post_init__(self) -> None:
@@ -306,8 +308,8 @@ ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaita
 
 
 class GuardMiddleware:
-    """Outermost layer: times every request for /metrics, and reads each body under the size limit and
-    the timeout before the app sees it, so an oversized or endless body never reaches a handler."""
+    """Times every request for /metrics, and reads each body under the size limit and the timeout before
+    the app sees it, so that an oversized or endless body never reaches a handler."""
 
     def __init__(self, app: ASGIApp, settings: ServeSettings, metrics: Metrics):
         self.app, self.settings, self.metrics = app, settings, metrics

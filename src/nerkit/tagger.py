@@ -65,7 +65,7 @@ class Tagger:
     """
 
     def __init__(self, backend: Backend, tokenizer, meta: ModelMeta, constrained: bool | None = None,
-                 max_tokens: int = 8192, description: str = ""):
+                 max_tokens: int = 2048, description: str = ""):
         self.backend = backend
         self.tokenizer = tokenizer
         self.meta = meta
@@ -91,12 +91,14 @@ class Tagger:
         for tagged in self.pipe_tagged(texts, batch_size):
             yield tagged.spans
 
-    def pipe_tagged(self, texts: Iterable[str], batch_size: int = 32) -> Iterator[TaggedText]:
-        """As pipe(), with the words and tags too."""
+    def pipe_tagged(self, texts: Iterable[str], batch_size: int = 32,
+                    read_ahead: int | None = None) -> Iterator[TaggedText]:
+        """As pipe(), with the words and tags too. read_ahead: texts gathered before tagging (default
+        16 x batch_size); 1 answers each text as soon as it arrives (an interactive stream)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         it = iter(texts)
-        while chunk := list(itertools.islice(it, 16 * batch_size)):
+        while chunk := list(itertools.islice(it, read_ahead or 16 * batch_size)):
             yield from self.tag_texts(chunk, batch_size)
 
     def tag_texts(self, texts: Sequence[str], batch_size: int = 32) -> list[TaggedText]:
