@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -r requirements.txt -e ".[dev]"
+	$(PY) -m pip install -q -r requirements.txt -e ".[dev,onnx]"
 	touch $@
 
 train: install

@@ -1,6 +1,6 @@
 """Tagging speed: transformers.pipeline vs nerkit (torch) vs nerkit (onnxruntime int8), same model.
 
-    python bench/predict_speed.py --model runs/A-ctx128/model --data /work/shared/data/conll2003/eng.testb
+    python bench/predict_speed.py [--model runs/conll03-minilm/model] [--data conll2003]
 
 Each CoNLL test sentence, its words joined by spaces, is one text for all three ways. Each way runs in
 its own child process (spawned fresh), so that its peak RSS (VmHWM) is its own: model load, warm-up and
@@ -152,18 +152,20 @@ def compare(texts: list[str], gold: list[Spans], pipe: list[Spans], ours: list[S
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="runs/A-ctx128/model")
-    ap.add_argument("--data", default="/work/shared/data/conll2003/eng.testb")
+    ap.add_argument("--model", default="runs/conll03-minilm/model")
+    ap.add_argument("--data", default="conll2003", help="a CoNLL file, or a dataset folder/name (its test split)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--limit", type=int, default=0, help="first N sentences only (smoke runs)")
     args = ap.parse_args()
 
-    from nerkit.corpus import read_conll
+    from nerkit.corpus import find_split_file, read_conll, resolve_data_dir
     from nerkit.export import FP32_FILE, INT8_FILE, ONNX_DIR, export_onnx
     from nerkit.metrics import entity_report
     from nerkit.model import find_model_dir
 
     model_dir = str(find_model_dir(args.model))
+    if not Path(args.data).is_file():
+        args.data = str(find_split_file(resolve_data_dir(args.data), "test"))
     corpus = read_conll(args.data)
     sents = corpus.sentences[: args.limit] if args.limit else corpus.sentences
     texts, gold = zip(*(gold_char_spans(s.words, s.tags) for s in sents))

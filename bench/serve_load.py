@@ -1,6 +1,6 @@
 """Load test of `nerkit serve`: throughput and latency with micro-batching on and off.
 
-    python bench/serve_load.py [--model runs/A-ctx128/model] [--data DIR_OR_FILE] [--clients 20]
+    python bench/serve_load.py [--model runs/conll03-minilm/model] [--data DIR_OR_FILE] [--clients 20]
                                [--duration 30] [--max-wait-ms 5] [--warmup 3] [--threads 0]
 
 For each mode the script starts `nerkit serve` on a free 127.0.0.1 port in a child process, sends
@@ -114,10 +114,24 @@ async def load(url: str, sentences: list[str], clients: int, seconds: float) -> 
             "max_ms": round(1000 * latencies[-1], 1) if latencies else -1.0}
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU time of a process (this one by default), from /proc or getrusage."""
+    if pid is None:
+        import resource
+
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return ru.ru_utime + ru.ru_stime
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def scrape(url: str) -> dict:
     text = httpx.get(url + "/metrics", timeout=5).text
     out = {}
-    for name in ("nerkit_model_calls_total", "nerkit_model_texts_total"):
+    for name in ("nerkit_model_calls_total", "nerkit_model_texts_total", "nerkit_model_seconds_total"):
         m = re.search(rf"^{name} (\S+)$", text, re.M)
         out[name] = float(m.group(1)) if m else None
     return out
@@ -133,19 +147,26 @@ def run_mode(args, sentences: list[str], batching: bool) -> dict:
         if args.warmup > 0:
             asyncio.run(load(url, sentences, args.clients, args.warmup))
         before = scrape(url)
+        cpu0, client0 = cpu_seconds(proc.pid), cpu_seconds()
         res = asyncio.run(load(url, sentences, args.clients, args.duration))
+        cpu1, client1 = cpu_seconds(proc.pid), cpu_seconds()
         after = scrape(url)
     finally:
         stop_server(proc)
     calls = (after["nerkit_model_calls_total"] or 0) - (before["nerkit_model_calls_total"] or 0)
     texts = (after["nerkit_model_texts_total"] or 0) - (before["nerkit_model_texts_total"] or 0)
+    busy = (after["nerkit_model_seconds_total"] or 0) - (before["nerkit_model_seconds_total"] or 0)
     res["mean_batch"] = round(texts / calls, 2) if calls else None
+    res["model_ms_per_call"] = round(1000 * busy / calls, 1) if calls else None
+    res["model_busy"] = round(busy / res["seconds"], 3)  # fraction of the time the model was running
+    res["server_cpu_cores"] = round((cpu1 - cpu0) / res["seconds"], 2)  # of os.cpu_count() cores
+    res["client_cpu_cores"] = round((client1 - client0) / res["seconds"], 2)
     return res
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default=str(REPO / "runs" / "A-ctx128" / "model"))
+    ap.add_argument("--model", default=str(REPO / "runs" / "conll03-minilm" / "model"))
     ap.add_argument("--data", default=None, help="CoNLL test file or folder (default: conll2003's test split)")
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of measured load per mode")
@@ -160,14 +181,16 @@ def main() -> None:
     sentences = test_sentences(args.data)
     print(f"serve_load: {args.model} | {len(sentences)} test sentences | {args.clients} clients x "
           f"{args.duration:g} s per mode | server threads {args.threads or 'default'} | 127.0.0.1 | "
-          f"cpus {os.cpu_count()}", flush=True)
+          f"cpus {os.cpu_count()} | load average before {os.getloadavg()[0]:.2f}", flush=True)
     results = {}
     for mode, batching in (("batching_on", True), ("batching_off", False)):
         r = run_mode(args, sentences, batching)
         results[mode] = r
         print(f"{mode:<13} {r['throughput_rps']:>7.1f} req/s  p50 {r['p50_ms']:>6.1f} ms  p95 {r['p95_ms']:>6.1f} ms  "
               f"p99 {r['p99_ms']:>6.1f} ms  max {r['max_ms']:>6.1f} ms  errors {r['errors']}  "
-              f"requests {r['requests']}  mean model batch {r['mean_batch']}", flush=True)
+              f"requests {r['requests']}  mean model batch {r['mean_batch']}  model {r['model_ms_per_call']} ms/call, "
+              f"busy {100 * r['model_busy']:.0f}%  cpu: server {r['server_cpu_cores']} client {r['client_cpu_cores']} cores",
+              flush=True)
     on, off = results["batching_on"], results["batching_off"]
     ratio = round(on["throughput_rps"] / off["throughput_rps"], 2) if off["throughput_rps"] else None
     targets = {"zero_errors": on["errors"] == 0 and off["errors"] == 0,
@@ -177,7 +200,7 @@ def main() -> None:
           + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in targets.items()))
     print(json.dumps({"bench": "serve_load", "model": args.model, "clients": args.clients,
                       "duration_s": args.duration, "max_wait_ms": args.max_wait_ms,
-                      "server_threads": args.threads, **results,
+                      "server_threads": args.threads, "loadavg_1m_after": round(os.getloadavg()[0], 2), **results,
                       "throughput_ratio": ratio,
                       "p99_ratio": round(on["p99_ms"] / off["p99_ms"], 3) if off["p99_ms"] > 0 else None,
                       "targets": targets}))

@@ -27,7 +27,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("model", nargs="?", default=str(REPO / "runs" / "A-ctx128" / "model"))
+    ap.add_argument("model", nargs="?", default=str(REPO / "runs" / "conll03-minilm" / "model"))
     ap.add_argument("--out", default=str(REPO / "docs" / "serve.png"))
     ap.add_argument("--text", default=TEXT)
     args = ap.parse_args()

@@ -68,7 +68,7 @@ def cmd_evaluate(args: argparse.Namespace, extra: list[str]) -> int:
         raise UsageError(f"--data: {str(data)!r} does not exist, expected a CoNLL file or folder")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, tokenizer, meta = load_model(args.model_dir, device=device)
-    encoder = Encoder(tokenizer, meta.labels, meta.max_length, meta.context, meta.shapes)
+    encoder = Encoder.from_meta(tokenizer, meta)
     constrained = meta.constrained if args.constrained is None else args.constrained
     results = {}
     for name, path in files.items():
@@ -113,7 +113,7 @@ def cmd_errors(args: argparse.Namespace, extra: list[str]) -> int:
     model, tokenizer, meta = load_model(args.model_dir, device=device)
     corpus = read_conll(args.data, args.scheme)
     check_labels(corpus, meta.labels, "evaluation")
-    encoder = Encoder(tokenizer, meta.labels, meta.max_length, meta.context, meta.shapes)
+    encoder = Encoder.from_meta(tokenizer, meta)
     pred = predict_corpus(model, encoder, corpus, meta.constrained, device, desc=None if args.quiet else "tagging")
     sents = corpus.sentences
     words, gold = [s.words for s in sents], [s.tags for s in sents]

@@ -141,6 +141,11 @@ class Encoder:
         self.shapes = shapes
         self.unk = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else 0
 
+    @classmethod
+    def from_meta(cls, tokenizer, meta) -> Encoder:
+        """The encoder a saved model was trained with (meta: model.ModelMeta)."""
+        return cls(tokenizer, meta.labels, meta.max_length, meta.context, meta.shapes)
+
     def _subwords(self, streams: list[list[str]]) -> list[list[list[int]]]:
         """Sub-word ids per word per stream. A word the tokenizer erases (e.g. a lone control
         character) becomes the unknown token, so every word keeps a position."""

@@ -86,7 +86,7 @@ def _probe_batch(tokenizer, meta: ModelMeta) -> dict[str, torch.Tensor]:
     from .batching import Collator
     from .encoding import Encoder
 
-    enc = Encoder(tokenizer, meta.labels, meta.max_length, meta.context, meta.shapes)
+    enc = Encoder.from_meta(tokenizer, meta)
     feats = enc.encode([[["Peter", "Blackburn", "visited", "BRUSSELS", "on", "1996-08-22", "."]], [["EU"]]])
     batch = Collator(tokenizer.pad_token_id, with_shapes=meta.shapes)(feats)
     batch.pop("labels")

@@ -147,6 +147,7 @@ class MicroBatcher:
         self._task: asyncio.Task | None = None
         self.model_calls = 0
         self.model_texts = 0
+        self.model_seconds = 0.0  # time inside tagger.pipe: busy / wall time is the model's utilisation
 
     async def start(self) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="nerkit-model")
@@ -169,7 +170,11 @@ class MicroBatcher:
     def _run(self, texts: list[str]) -> list[list]:
         self.model_calls += 1
         self.model_texts += len(texts)
-        out = list(self.tagger.pipe(texts, batch_size=self.settings.batch_size))
+        t0 = time.perf_counter()
+        try:
+            out = list(self.tagger.pipe(texts, batch_size=self.settings.batch_size))
+        finally:
+            self.model_seconds += time.perf_counter() - t0
         if len(out) != len(texts):
             raise RuntimeError(f"tagger.pipe returned {len(out)} results for {len(texts)} texts")
         return out
@@ -294,7 +299,10 @@ class Metrics:
             out += ["# HELP nerkit_model_calls_total Calls of Tagger.pipe (one per micro-batch).",
                     "# TYPE nerkit_model_calls_total counter", f"nerkit_model_calls_total {batcher.model_calls}",
                     "# HELP nerkit_model_texts_total Texts sent to Tagger.pipe.",
-                    "# TYPE nerkit_model_texts_total counter", f"nerkit_model_texts_total {batcher.model_texts}"]
+                    "# TYPE nerkit_model_texts_total counter", f"nerkit_model_texts_total {batcher.model_texts}",
+                    "# HELP nerkit_model_seconds_total Time spent in Tagger.pipe.",
+                    "# TYPE nerkit_model_seconds_total counter",
+                    f"nerkit_model_seconds_total {batcher.model_seconds:.6f}"]
         return "\n".join(out) + "\n"
 
 
@@ -506,7 +514,8 @@ def create_app(tagger_or_model_dir, settings: ServeSettings | None = None, backe
                                 TIMEOUT_STATUS, headers={"Retry-After": "1"})
         metrics.texts += len(texts)
         results = [{"entities": [_span_dict(s) for s in row]} for row in spans]
-        return results[0] if req.text is not None else {"results": results}
+        # a Response skips re-validating our own output against response_model (it only documents it)
+        return JSONResponse(results[0] if req.text is not None else {"results": results})
 
     @app.get("/v1/labels", response_model=LabelsResponse)
     async def labels():

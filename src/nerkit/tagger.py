@@ -72,7 +72,7 @@ class Tagger:
         self.labels: list[str] = list(meta.labels)
         self.entity_types: list[str] = sorted({t for t in (split_tag(lab)[1] for lab in self.labels) if t})
         self.constrained = meta.constrained if constrained is None else constrained
-        self.encoder = Encoder(tokenizer, self.labels, meta.max_length, meta.context, meta.shapes)
+        self.encoder = Encoder.from_meta(tokenizer, meta)
         self.max_tokens = max_tokens
         self.description = description
 

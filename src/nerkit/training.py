@@ -260,7 +260,7 @@ def _checkpoint(acc, ckpt_dir: Path, state: dict) -> None:
 def _finish(cfg, out: Path, evals: dict, state: dict, device, precision: str, processes: int) -> dict:
     """Reload the best model from its folder (which also proves the folder loads), evaluate, write."""
     model, tokenizer, meta = load_model(out / "model", device=device)
-    encoder = Encoder(tokenizer, meta.labels, meta.max_length, meta.context, meta.shapes)
+    encoder = Encoder.from_meta(tokenizer, meta)
     metrics: dict = {"best_epoch": state["best_epoch"], "train_seconds": round(state["train_seconds"], 1),
                      "device": str(device), "precision": precision, "processes": processes,
                      "history": state["history"]}
