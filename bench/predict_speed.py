@@ -154,7 +154,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="runs/conll03-minilm/model")
     ap.add_argument("--data", default="conll2003", help="a CoNLL file, or a dataset folder/name (its test split)")
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=32, help="the pipeline's batch size (the issue's recipe: 32)")
+    ap.add_argument("--nerkit-batch-size", type=int, default=0, help="nerkit's windows per call (default: the tagger's)")
     ap.add_argument("--limit", type=int, default=0, help="first N sentences only (smoke runs)")
     args = ap.parse_args()
 
@@ -180,15 +181,19 @@ def main() -> int:
         export_onnx(model_dir, int8=True)
     meta = json.loads((Path(model_dir) / "nerkit.json").read_text())
     print(f"model {model_dir} | context {meta.get('context')} | shapes {meta.get('shapes')} | "
-          f"{len(texts)} sentences from {args.data}, each its own text | batch size {args.batch_size} | "
+          f"{len(texts)} sentences from {args.data}, each its own text | batch size: pipeline {args.batch_size}, "
+          f"nerkit {args.nerkit_batch_size or 'default'} | "
           f"{os.cpu_count()} CPUs, torch threads default", flush=True)
 
+    from nerkit.tagger import DEFAULT_BATCH
+
+    nb = args.nerkit_batch_size or DEFAULT_BATCH
     runs = {}
     runs["pipeline"] = in_child(run_pipeline, model_dir, texts, args.batch_size)
     print(f"pipeline      {len(texts) / runs['pipeline']['seconds']:8.1f} sent/s", flush=True)
-    runs["torch"] = in_child(run_nerkit, model_dir, texts, args.batch_size, "torch", documents, True)
+    runs["torch"] = in_child(run_nerkit, model_dir, texts, nb, "torch", documents, True)
     print(f"nerkit torch  {len(texts) / runs['torch']['seconds']:8.1f} sent/s", flush=True)
-    runs["int8"] = in_child(run_nerkit, model_dir, texts, args.batch_size, "onnx-int8", documents)
+    runs["int8"] = in_child(run_nerkit, model_dir, texts, nb, "onnx-int8", documents)
     print(f"nerkit int8   {len(texts) / runs['int8']['seconds']:8.1f} sent/s", flush=True)
 
     sps = {k: len(texts) / r["seconds"] for k, r in runs.items()}
