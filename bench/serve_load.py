@@ -18,12 +18,13 @@ import os
 import random
 import re
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+
+from nerkit.serve_process import start_server, stop_server
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,34 +47,6 @@ def test_sentences(data: str | None) -> list[str]:
     sents = [" ".join(s.words) for s in read_conll(p).sentences]
     random.Random(0).shuffle(sents)
     return sents
-
-
-def start_server(model: str, port: int, extra: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "nerkit.cli", "serve", model, "--host", "127.0.0.1", "--port", str(port),
-           "--log-level", "warning", *extra]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"serve_load: the server exited with {proc.returncode}: {proc.stdout.read()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    sys.exit("serve_load: the server did not answer /healthz within 180 s")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 async def load(url: str, sentences: list[str], clients: int, seconds: float) -> dict:
@@ -141,7 +114,10 @@ def run_mode(args, sentences: list[str], batching: bool) -> dict:
     port = free_port()
     extra = ["--max-wait-ms", str(args.max_wait_ms)] if batching else ["--no-batching"]
     extra += ["--threads", str(args.threads)]
-    proc = start_server(args.model, port, extra)
+    try:
+        proc = start_server(args.model, port, *extra)
+    except RuntimeError as e:
+        sys.exit(f"serve_load: {e}")
     url = f"http://127.0.0.1:{port}"
     try:
         if args.warmup > 0:
