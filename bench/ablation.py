@@ -1,0 +1,100 @@
+"""Ablation of nerkit's accuracy levers on CoNLL-2003 with the default encoder, over several seeds.
+
+    python bench/ablation.py [--seeds 42 43] [--rows plain context shapes constrained schedule all]
+                             [--root runs/ablation] [--config configs/conll03-minilm.toml]
+
+Rows: the plain recipe's modelling choices on nerkit's trainer (sentence at a time, first sub-word,
+argmax, lr 5e-5, no shape embedding, batches of 32; bench/train_speed.py compares the trainers), each
+lever added to it alone, then all together (the default config). The `constrained` row needs no training:
+it decodes the plain row's models with Viterbi. Every (row, seed) run lives in ROOT/ROW-sSEED; one whose
+metrics.json exists is reused, so the table can be filled over several sessions. Runs are sequential (one
+training at a time on a small CPU). The last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+PLAIN = {"model.shapes": "off", "data.context": "0", "decode.constrained": "false", "train.lr": "5e-5",
+         "train.max_tokens": "0", "train.batch_size": "32"}
+ROWS: dict[str, dict[str, str]] = {
+    "plain": PLAIN,
+    "context": {**PLAIN, "data.context": "128", "train.max_tokens": "1024"},
+    "shapes": {**PLAIN, "model.shapes": "auto"},
+    "constrained": PLAIN,  # the plain models, decoded with Viterbi
+    "schedule": {**PLAIN, "train.lr": "1e-4", "train.warmup_ratio": "0.1"},
+    "all": {},  # the config file as it is
+}
+
+
+def run(config: str, out: Path, overrides: dict[str, str], seed: int) -> dict:
+    metrics = out / "metrics.json"
+    if not metrics.is_file():
+        cmd = [sys.executable, "-m", "nerkit.cli", "train", "--config", config, "--output", str(out),
+               "--train.seed", str(seed), "--train.progress", "false"]
+        for k, v in overrides.items():
+            cmd += [f"--{k}", v]
+        print("$", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+    return json.loads(metrics.read_text())
+
+
+def constrained_scores(model_dir: Path, data: str) -> dict[str, float]:
+    """Re-decode a trained model's validation and test predictions with Viterbi."""
+    from nerkit.corpus import load_splits, resolve_data_dir
+    from nerkit.encoding import Encoder
+    from nerkit.evaluation import evaluate_corpus
+    from nerkit.model import load_model
+
+    model, tokenizer, meta = load_model(model_dir)
+    encoder = Encoder.from_meta(tokenizer, meta)
+    splits = load_splits(resolve_data_dir(data))
+    return {name: 100 * evaluate_corpus(model, encoder, c, constrained=True).conlleval.micro.f1
+            for name, c in splits.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="configs/conll03-minilm.toml")
+    ap.add_argument("--data", default="conll2003")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43])
+    ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    ap.add_argument("--root", default="runs/ablation")
+    args = ap.parse_args()
+
+    table = {}
+    for row in args.rows:
+        vals, tests, secs = [], [], []
+        for seed in args.seeds:
+            src = "plain" if row == "constrained" else row
+            out = Path(args.root) / f"{src}-s{seed}"
+            m = run(args.config, out, ROWS[src], seed)
+            if row == "constrained":
+                f1 = constrained_scores(out / "model", args.data)
+                vals.append(f1["validation"])
+                tests.append(f1["test"])
+            else:
+                vals.append(100 * m["validation"]["conlleval"]["micro"]["f1"])
+                tests.append(100 * m["test"]["conlleval"]["micro"]["f1"])
+            secs.append(m["train_seconds"])
+        table[row] = {"validation": vals, "test": tests, "train_seconds": secs,
+                      "overrides": " ".join(f"--{k} {v}" for k, v in ROWS[row].items()) or "(config as is)"}
+
+    def cell(xs: list[float]) -> str:
+        return f"{statistics.mean(xs):.2f} ± {statistics.pstdev(xs):.2f}" if len(xs) > 1 else f"{xs[0]:.2f}"
+
+    print(f"\n| row | validation F1 | test F1 | train min | seeds | overrides on {args.config} |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for row, r in table.items():
+        print(f"| {row} | {cell(r['validation'])} | {cell(r['test'])} | {statistics.mean(r['train_seconds']) / 60:.1f} "
+              f"| {' '.join(map(str, args.seeds))} | `{r['overrides']}` |")
+    print(json.dumps({"bench": "ablation", "seeds": args.seeds, "rows": table}))
+
+
+if __name__ == "__main__":
+    main()
