@@ -169,7 +169,15 @@ def cmd_predict(args: argparse.Namespace, extra: list[str]) -> int:
     bar = tqdm(total=total, unit="B", unit_scale=True, desc="predict", leave=False,
                disable=args.quiet or not files)
     docs = list(_arg_docs(args.texts)) if args.texts else _read_docs(files, unit, failures, bar.update)
-    out = open(args.output, "w", encoding="utf-8", errors="backslashreplace") if args.output else sys.stdout  # noqa: SIM115
+    tmp = None
+    if args.output:  # written beside the target and renamed at the end: never half-written
+        import tempfile
+
+        target = Path(args.output)
+        fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=f".{target.name}.")
+        out = open(fd, "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+    else:
+        out = sys.stdout
     if out is sys.stdout:
         sys.stdout.reconfigure(errors="backslashreplace")  # lone surrogates print as \udXXX
     write = {"jsonl": _write_jsonl, "conll": _write_conll, "pretty": _write_pretty}[args.format]
@@ -188,10 +196,16 @@ def cmd_predict(args: argparse.Namespace, extra: list[str]) -> int:
             write(out, source, line, tagged, color)
             if interactive:
                 out.flush()
+    except BaseException:
+        if tmp:
+            out.close()
+            Path(tmp).unlink(missing_ok=True)
+        raise
     finally:
         bar.close()
-        if out is not sys.stdout:
-            out.close()
+    if tmp:
+        out.close()
+        os.replace(tmp, args.output)
     for msg in failures:
         print(msg, file=sys.stderr)
     return 1 if failures else 0
