@@ -147,10 +147,11 @@ def cmd_errors(args: argparse.Namespace, extra: list[str]) -> int:
 # ---------------------------------------------------------------------------------------------- predict
 
 def cmd_predict(args: argparse.Namespace, extra: list[str]) -> int:
-    from collections import deque
+    import contextlib
 
     from tqdm.auto import tqdm
 
+    from . import atomic
     from .tagger import load
 
     unknown = [e for e in extra if e.startswith("-") and len(e) > 1]
@@ -169,46 +170,40 @@ def cmd_predict(args: argparse.Namespace, extra: list[str]) -> int:
     bar = tqdm(total=total, unit="B", unit_scale=True, desc="predict", leave=False,
                disable=args.quiet or not files)
     docs = list(_arg_docs(args.texts)) if args.texts else _read_docs(files, unit, failures, bar.update)
-    tmp = None
-    if args.output:  # written beside the target and renamed at the end: never half-written
-        import tempfile
-
-        target = Path(args.output)
-        fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=f".{target.name}.")
-        out = open(fd, "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
-    else:
-        out = sys.stdout
-    if out is sys.stdout:
-        sys.stdout.reconfigure(errors="backslashreplace")  # lone surrogates print as \udXXX
-    write = {"jsonl": _write_jsonl, "conll": _write_conll, "pretty": _write_pretty}[args.format]
-    color = args.format == "pretty" and out.isatty() and not os.environ.get("NO_COLOR")
-    try:
-        pending: deque[tuple[str, int | None]] = deque()  # where each text read ahead came from
-
-        def texts():
-            for source, line, text in docs:
-                pending.append((source, line))
-                yield text
-
-        interactive = not files and not args.texts and sys.stdin.isatty()  # answer each line at once
-        for tagged in tagger.pipe_tagged(texts(), batch_size=args.batch_size, read_ahead=1 if interactive else None):
-            source, line = pending.popleft()
-            write(out, source, line, tagged, color)
-            if interactive:
-                out.flush()
-    except BaseException:
-        if tmp:
-            out.close()
-            Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        bar.close()
-    if tmp:
-        out.close()
-        os.replace(tmp, args.output)
+    with contextlib.ExitStack() as stack:
+        if args.output:  # written beside the target and renamed at the end: never half-written
+            out = stack.enter_context(atomic.writer(args.output, errors="backslashreplace"))
+        else:
+            out = sys.stdout
+            sys.stdout.reconfigure(errors="backslashreplace")  # lone surrogates print as \udXXX
+        try:
+            _predict_into(out, args, tagger, docs, files)
+        finally:
+            bar.close()
     for msg in failures:
         print(msg, file=sys.stderr)
     return 1 if failures else 0
+
+
+def _predict_into(out, args: argparse.Namespace, tagger, docs, files: list[Path]) -> None:
+    """Tag the documents in input order and write one record per document."""
+    from collections import deque
+
+    write = {"jsonl": _write_jsonl, "conll": _write_conll, "pretty": _write_pretty}[args.format]
+    color = args.format == "pretty" and out.isatty() and not os.environ.get("NO_COLOR")
+    pending: deque[tuple[str, int | None]] = deque()  # where each text read ahead came from
+
+    def texts():
+        for source, line, text in docs:
+            pending.append((source, line))
+            yield text
+
+    interactive = not files and not args.texts and sys.stdin.isatty()  # answer each line at once
+    for tagged in tagger.pipe_tagged(texts(), batch_size=args.batch_size, read_ahead=1 if interactive else None):
+        source, line = pending.popleft()
+        write(out, source, line, tagged, color)
+        if interactive:
+            out.flush()
 
 
 def _input_files(paths: list[str]) -> list[Path]:
