@@ -7,8 +7,9 @@ Rows: the plain recipe's modelling choices on nerkit's trainer (sentence at a ti
 argmax, lr 5e-5, no shape embedding, batches of 32; bench/train_speed.py compares the trainers), each
 lever added to it alone, then all together (the default config). The `constrained` row needs no training:
 it decodes the plain row's models with Viterbi. Every (row, seed) run lives in ROOT/ROW-sSEED; one whose
-metrics.json exists is reused, so the table can be filled over several sessions. Runs are sequential (one
-training at a time on a small CPU). The last line is JSON.
+metrics.json exists is reused, so the table can be filled over several sessions; --report trains nothing
+and tables the runs that exist. Runs are sequential (one training at a time on a small CPU). The last line
+is JSON.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ ROWS: dict[str, dict[str, str]] = {
 }
 
 
-def run(config: str, out: Path, overrides: dict[str, str], seed: int) -> dict:
+def run(config: str, out: Path, overrides: dict[str, str], seed: int, train: bool = True) -> dict | None:
     metrics = out / "metrics.json"
     if not metrics.is_file():
+        if not train:
+            return None
         cmd = [sys.executable, "-m", "nerkit.cli", "train", "--config", config, "--output", str(out),
                "--train.seed", str(seed), "--train.progress", "false"]
         for k, v in overrides.items():
@@ -65,15 +68,19 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43])
     ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     ap.add_argument("--root", default="runs/ablation")
+    ap.add_argument("--report", action="store_true", help="train nothing: table the runs that exist")
     args = ap.parse_args()
 
     table = {}
     for row in args.rows:
-        vals, tests, secs = [], [], []
+        vals, tests, secs, seeds = [], [], [], []
         for seed in args.seeds:
             src = "plain" if row == "constrained" else row
             out = Path(args.root) / f"{src}-s{seed}"
-            m = run(args.config, out, ROWS[src], seed)
+            m = run(args.config, out, ROWS[src], seed, train=not args.report)
+            if m is None:
+                continue
+            seeds.append(seed)
             if row == "constrained":
                 f1 = constrained_scores(out / "model", args.data)
                 vals.append(f1["validation"])
@@ -82,7 +89,9 @@ def main() -> None:
                 vals.append(100 * m["validation"]["conlleval"]["micro"]["f1"])
                 tests.append(100 * m["test"]["conlleval"]["micro"]["f1"])
             secs.append(m["train_seconds"])
-        table[row] = {"validation": vals, "test": tests, "train_seconds": secs,
+        if not seeds:
+            continue
+        table[row] = {"seeds": seeds, "validation": vals, "test": tests, "train_seconds": secs,
                       "overrides": " ".join(f"--{k} {v}" for k, v in ROWS[row].items()) or "(config as is)"}
 
     def cell(xs: list[float]) -> str:
@@ -92,7 +101,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     for row, r in table.items():
         print(f"| {row} | {cell(r['validation'])} | {cell(r['test'])} | {statistics.mean(r['train_seconds']) / 60:.1f} "
-              f"| {' '.join(map(str, args.seeds))} | `{r['overrides']}` |")
+              f"| {' '.join(map(str, r['seeds']))} | `{r['overrides']}` |")
     print(json.dumps({"bench": "ablation", "seeds": args.seeds, "rows": table}))
 
 

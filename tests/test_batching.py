@@ -141,3 +141,42 @@ def test_padding_fraction_on_conll(conll_dir):
     random_pad = padding([order[i : i + 32] for i in range(0, len(order), 32)])
     assert sorted_pad < 0.05
     assert random_pad > 0.4 and random_pad > 10 * sorted_pad
+
+
+def _cost(batches, lengths, call_cost):
+    return sum(call_cost + len(b) * max(lengths[i] for i in b) for b in batches)
+
+
+def _brute_min(lengths, batch_size, max_tokens, call_cost):
+    """Least cost over every way to cut the longest-first order into contiguous batches."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    best = float("inf")
+    for mask in range(1 << max(0, len(order) - 1)):
+        batches, cur = [], [order[0]]
+        for k in range(1, len(order)):
+            if mask >> (k - 1) & 1:
+                batches.append(cur)
+                cur = []
+            cur.append(order[k])
+        batches.append(cur)
+        if all(len(b) <= batch_size and (len(b) == 1 or max_tokens == 0
+               or len(b) * max(lengths[i] for i in b) <= max_tokens) for b in batches):
+            best = min(best, _cost(batches, lengths, call_cost))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_call_cost_cuts_are_optimal_and_valid(seed):
+    rng = random.Random(seed)
+    lengths = [rng.randint(1, 60) for _ in range(rng.randint(1, 10))]
+    batch_size, max_tokens, call_cost = rng.choice([2, 4, 32]), rng.choice([0, 120]), rng.choice([1, 16, 64, 500])
+    batches = make_batches(lengths, batch_size=batch_size, max_tokens=max_tokens, call_cost=call_cost)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len(b) <= batch_size for b in batches)
+    assert all(len(b) == 1 or max_tokens == 0 or len(b) * max(lengths[i] for i in b) <= max_tokens for b in batches)
+    assert _cost(batches, lengths, call_cost) == _brute_min(lengths, batch_size, max_tokens, call_cost)
+
+
+def test_call_cost_splits_mixed_lengths_but_keeps_similar_ones_together():
+    assert len(make_batches([50, 49, 5, 4, 3], batch_size=32, call_cost=20)) == 2
+    assert len(make_batches([10, 10, 9, 9, 8], batch_size=32, call_cost=20)) == 1

@@ -18,6 +18,7 @@ def make_batches(
     max_tokens: int = 0,
     pad_to_multiple_of: int = 1,
     seed: int | None = None,
+    call_cost: int = 0,
 ) -> list[list[int]]:
     """Group indices of similar length into batches.
 
@@ -25,12 +26,28 @@ def make_batches(
     included, and batch_size caps the count; otherwise batches hold batch_size items. With a seed, ties
     in length are broken at random and the order of the batches is shuffled; without one, batches come
     longest first (fails fast on memory) in a fixed order.
+
+    call_cost > 0 (inference): the fixed cost of one model call, in tokens. The sorted items are then cut
+    where the sum of call_cost + items x padded length is least, so a few texts of mixed length become
+    several near-unpadded calls rather than one mostly padded one.
     """
     order = list(range(len(lengths)))
     rng = random.Random(seed) if seed is not None else None
     if rng:
         rng.shuffle(order)  # sort is stable: equal lengths keep this random order
     order.sort(key=lambda i: -lengths[i])
+    if call_cost > 0:
+        batches = _cheapest_cuts(order, [_round_up(lengths[i], pad_to_multiple_of) for i in order],
+                                 batch_size, max_tokens, call_cost)
+    else:
+        batches = _greedy_cuts(order, lengths, batch_size, max_tokens, pad_to_multiple_of)
+    if rng:
+        rng.shuffle(batches)
+    return batches
+
+
+def _greedy_cuts(order: list[int], lengths: Sequence[int], batch_size: int, max_tokens: int,
+                 pad_to_multiple_of: int) -> list[list[int]]:
     batches: list[list[int]] = []
     cur: list[int] = []
     cur_len = 0
@@ -44,9 +61,29 @@ def make_batches(
         cur_len = max(cur_len, lengths[i])
     if cur:
         batches.append(cur)
-    if rng:
-        rng.shuffle(batches)
     return batches
+
+
+def _cheapest_cuts(order: list[int], padded: list[int], batch_size: int, max_tokens: int,
+                   call_cost: int) -> list[list[int]]:
+    """Split `order` (sorted longest first, padded[k] the length of order[k]) into contiguous batches of
+    least total cost by dynamic programming; a batch starting at k is padded to padded[k]."""
+    n = len(order)
+    best = [0] + [float("inf")] * n  # best[j]: cost of the first j items
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(j - 1, max(-1, j - 1 - batch_size), -1):  # batch = items i..j-1
+            size = j - i
+            if max_tokens > 0 and size > 1 and padded[i] * size > max_tokens:
+                break
+            cost = best[i] + call_cost + padded[i] * size
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    batches, j = [], n
+    while j > 0:
+        batches.append(order[cut[j] : j])
+        j = cut[j]
+    return batches[::-1]
 
 
 def _round_up(n: int, multiple: int) -> int:

@@ -39,15 +39,17 @@ def word_log_probs(
     max_tokens: int = 16384,
     batch_size: int = 256,
     progress: Callable[[int], None] | None = None,
+    call_cost: int = 0,
 ) -> list[np.ndarray]:
     """Per sentence, a (words, labels) array of log-probabilities, each word taken from the window
     that owns it. Every word of every sentence gets a row.
 
-    `model` is a NerModel (run on `device`) or a `Backend`."""
+    `model` is a NerModel (run on `device`) or a `Backend`. call_cost: see `make_batches`."""
     backend = model if isinstance(model, Backend) else torch_backend(model, device)
     out = [np.zeros((n, backend.num_labels), dtype=np.float32) for n in sentence_lengths]
     collate = Collator(pad_token_id, with_shapes=backend.with_shapes)
-    batches = make_batches([len(f) for f in features], batch_size=batch_size, max_tokens=max_tokens)
+    batches = make_batches([len(f) for f in features], batch_size=batch_size, max_tokens=max_tokens,
+                           call_cost=call_cost)
     was_training = getattr(model, "training", False)
     if was_training:
         model.eval()
