@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from nerkit.decoding import decode, log_softmax, viterbi
+from nerkit.decoding import _masks, _search, decode, log_softmax, viterbi
 from nerkit.schemes import spans, transition_mask
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
@@ -43,6 +43,7 @@ def test_equals_argmax_when_legal():
         if _legal(am, LABELS):
             hits += 1
             assert viterbi(lp, LABELS) == am
+            assert _search(lp, *_masks(tuple(LABELS))) == am  # the shortcut agrees with the full search
     assert hits > 50  # the case was really exercised
 
 

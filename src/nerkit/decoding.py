@@ -26,8 +26,16 @@ def viterbi(log_probs: np.ndarray, labels: list[str]) -> list[int]:
     if n == 0:
         return []
     trans, start = _masks(tuple(labels))
+    best = log_probs.argmax(-1)
+    if start[best[0]] == 0 and not np.isinf(trans[best[:-1], best[1:]]).any():
+        return best.tolist()  # a legal argmax is the best path: most sentences skip the search
+    return _search(log_probs, trans, start)
+
+
+def _search(log_probs: np.ndarray, trans: np.ndarray, start: np.ndarray) -> list[int]:
+    n = len(log_probs)
     score = log_probs[0] + start
-    back = np.zeros((n, len(labels)), dtype=np.int64)
+    back = np.zeros(log_probs.shape, dtype=np.int64)
     for t in range(1, n):
         cand = score[:, None] + trans  # (from, to)
         back[t] = cand.argmax(0)
