@@ -25,7 +25,7 @@ from .words import Token, split_sentences
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 # Windows per model call. Bigger batches are faster on a CPU but hold more memory: bench/predict_speed.py
-# measured 1.78x the HF pipeline at 32 with 0.89x its peak RSS, and 2.38x at 256 with 1.14x.
+# measured 1.90-1.96x the HF pipeline at 32 with 0.86-0.92x its peak RSS, and 2.38x at 256 with 1.14x.
 DEFAULT_BATCH = 32
 # One model call costs about as much as this many more tokens in a batch (measured: MiniLM on a 2-core
 # CPU, where a call streams all weights from memory). Cutting a few mixed-length texts into batches at this
