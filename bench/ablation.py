@@ -4,7 +4,8 @@
                              [--root runs/ablation] [--config configs/conll03-minilm.toml]
 
 Rows: the plain recipe's modelling choices on nerkit's trainer (sentence at a time, first sub-word,
-argmax, lr 5e-5, no shape embedding, batches of 32; bench/train_speed.py compares the trainers), each
+argmax, lr 5e-5 without warm-up or weight decay as in run_ner's defaults, no shape embedding, batches of
+32; bench/train_speed.py compares the trainers), each
 lever added to it alone, then all together (the default config). The `constrained` row needs no training:
 it decodes the plain row's models with Viterbi. Every (row, seed) run lives in ROOT/ROW-sSEED; one whose
 metrics.json exists is reused, so the table can be filled over several sessions; --report trains nothing
@@ -22,13 +23,13 @@ import sys
 from pathlib import Path
 
 PLAIN = {"model.shapes": "off", "data.context": "0", "decode.constrained": "false", "train.lr": "5e-5",
-         "train.max_tokens": "0", "train.batch_size": "32"}
+         "train.warmup_ratio": "0", "train.weight_decay": "0", "train.max_tokens": "0", "train.batch_size": "32"}
 ROWS: dict[str, dict[str, str]] = {
     "plain": PLAIN,
     "context": {**PLAIN, "data.context": "128", "train.max_tokens": "1024"},
     "shapes": {**PLAIN, "model.shapes": "auto"},
     "constrained": PLAIN,  # the plain models, decoded with Viterbi
-    "schedule": {**PLAIN, "train.lr": "1e-4", "train.warmup_ratio": "0.1"},
+    "schedule": {**PLAIN, "train.lr": "1e-4", "train.warmup_ratio": "0.1", "train.weight_decay": "0.01"},
     "all": {},  # the config file as it is
 }
 
