@@ -62,6 +62,22 @@ def test_pipe_streams_in_input_order(tagger):
     assert list(tagger.pipe([], batch_size=8)) == []
 
 
+def test_call_cost_changes_the_passes_not_the_result(trained_model_dir):
+    t = nerkit.load(str(trained_model_dir), device="cpu")
+    calls = []
+    run = t.backend.run
+    t.backend.run = lambda batch: calls.append(tuple(batch["input_ids"].shape)) or run(batch)
+    texts = ["Olga Chen lives in Lima ."] * 4 + ["it rained all week and " * 12 + "Olga Chen left ."] * 2
+    got = {}
+    for cost in (0, 8, 10_000):
+        t.call_cost, calls[:] = cost, []
+        got[cost] = (t.tag_texts(texts), list(calls))
+    assert len(got[0][1]) == 1 and len(got[10_000][1]) == 1  # no pricing, or calls dearer than padding
+    assert len(got[8][1]) == 2  # long and short texts in passes of their own
+    assert sum(n * L for n, L in got[8][1]) < sum(n * L for n, L in got[0][1])
+    assert got[0][0] == got[8][0] == got[10_000][0]
+
+
 def test_tag_words(tagger):
     assert tagger.tag_words(["Mary", "Jones", "lives", "in", "Paris", "."]) == [
         "B-PER", "I-PER", "O", "O", "B-LOC", "O"]
