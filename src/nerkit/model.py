@@ -166,38 +166,15 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
     """Load a model folder written by nerkit, or any HF token-classification folder with IOB2 labels.
 
     Returns (model in eval mode, tokenizer, meta)."""
-    from transformers import AutoModelForTokenClassification, AutoTokenizer
+    from transformers import AutoModelForTokenClassification
 
-    from .schemes import TagError, split_tag
-
-    _quiet_transformers()
-    p = find_model_dir(path)
-    meta_path = p / META_FILE
+    p, tokenizer, config, meta = load_tokenizer_and_meta(path)
     try:
-        meta_raw = json.loads(meta_path.read_text()) if meta_path.is_file() else None
-    except json.JSONDecodeError as e:
-        raise ModelError(f"{meta_path}:{e.lineno}: invalid JSON, expected nerkit model metadata") from None
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(p)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            hf = AutoModelForTokenClassification.from_pretrained(p)
+            hf = AutoModelForTokenClassification.from_pretrained(p, config=config)
     except Exception as e:  # transformers raises many types for a broken folder
-        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-        raise ModelError(f"MODEL_DIR: cannot load {str(p)!r}: {first}") from None
-    labels = [hf.config.id2label[i] for i in range(hf.config.num_labels)]
-    for lab in labels:
-        try:
-            split_tag(lab)
-        except TagError:
-            raise ModelError(f"{p / 'config.json'}: label {lab!r} in id2label is not an IOB2 tag") from None
-    if meta_raw is None:
-        meta = ModelMeta(labels=labels, max_length=max_length_for(tokenizer, hf.config))
-    else:
-        known = set(ModelMeta.__dataclass_fields__)
-        meta = ModelMeta(**{k: v for k, v in meta_raw.items() if k in known})
-        if meta.labels != labels:
-            raise ModelError(f"{meta_path}: labels {meta.labels} do not match config.json's id2label {labels}")
+        raise ModelError(f"MODEL_DIR: cannot load {str(p)!r}: {_first_line(e)}") from None
     model = NerModel(hf, shapes=meta.shapes)
     if meta.shapes:
         from safetensors.torch import load_file
@@ -209,6 +186,45 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
             raise ModelError(f"{p / SHAPE_FILE}: cannot load the shape embedding: {str(e)[:200]}") from None
     model.to(device).eval()
     return model, tokenizer, meta
+
+
+def load_tokenizer_and_meta(path: str | os.PathLike):
+    """A model folder's (path, tokenizer, HF config, meta) without its weights: what a backend that
+    brings its own weights (onnxruntime) needs."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from .schemes import TagError, split_tag
+
+    _quiet_transformers()
+    p = find_model_dir(path)
+    meta_path = p / META_FILE
+    try:
+        meta_raw = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{meta_path}:{e.lineno}: invalid JSON, expected nerkit model metadata") from None
+    try:
+        config = AutoConfig.from_pretrained(p)
+        tokenizer = AutoTokenizer.from_pretrained(p)
+    except Exception as e:  # transformers raises many types for a broken folder
+        raise ModelError(f"MODEL_DIR: cannot load {str(p)!r}: {_first_line(e)}") from None
+    labels = [config.id2label[i] for i in range(config.num_labels)]
+    for lab in labels:
+        try:
+            split_tag(lab)
+        except TagError:
+            raise ModelError(f"{p / 'config.json'}: label {lab!r} in id2label is not an IOB2 tag") from None
+    if meta_raw is None:
+        meta = ModelMeta(labels=labels, max_length=max_length_for(tokenizer, config))
+    else:
+        known = set(ModelMeta.__dataclass_fields__)
+        meta = ModelMeta(**{k: v for k, v in meta_raw.items() if k in known})
+        if meta.labels != labels:
+            raise ModelError(f"{meta_path}: labels {meta.labels} do not match config.json's id2label {labels}")
+    return p, tokenizer, config, meta
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
 
 
 def max_length_for(tokenizer, config) -> int:

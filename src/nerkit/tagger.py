@@ -190,7 +190,7 @@ def load(model_dir: str, backend: str = "torch", device: str | None = None,
     """
     import torch
 
-    from .model import ModelError, find_model_dir, load_model
+    from .model import ModelError, find_model_dir, load_model, load_tokenizer_and_meta
 
     if backend not in BACKENDS:
         raise ModelError(f"backend: {backend!r} is not one of {', '.join(BACKENDS)}")
@@ -204,6 +204,5 @@ def load(model_dir: str, backend: str = "torch", device: str | None = None,
 
     folder = find_model_dir(model_dir)
     path = onnx_file(folder, int8=backend == "onnx-int8")  # fails before the slow load when missing
-    model, tokenizer, meta = load_model(folder, device="cpu")
-    del model  # only the tokenizer and the metadata are needed; the weights are in the ONNX file
+    _, tokenizer, _, meta = load_tokenizer_and_meta(folder)  # the weights are in the ONNX file
     return Tagger(onnx_backend(path, meta), tokenizer, meta, constrained, description=f"{model_dir}, {backend}")
