@@ -49,7 +49,16 @@ def run(config: str, out: Path, overrides: dict[str, str], seed: int, train: boo
 
 
 def constrained_scores(model_dir: Path, data: str) -> dict[str, float]:
-    """Re-decode a trained model's validation and test predictions with Viterbi."""
+    """Re-decode a trained model's validation and test predictions with Viterbi (cached beside the run)."""
+    cache = model_dir.parent / "constrained.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    scores = _constrained_scores(model_dir, data)
+    cache.write_text(json.dumps(scores) + "\n")
+    return scores
+
+
+def _constrained_scores(model_dir: Path, data: str) -> dict[str, float]:
     from nerkit.corpus import load_splits, resolve_data_dir
     from nerkit.encoding import Encoder
     from nerkit.evaluation import evaluate_corpus
