@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .inference import Backend
-from .model import ModelError, ModelMeta
+from .model import ModelError, ModelMeta, first_line
 
 ONNX_DIR = "onnx"
 FP32_FILE = "model.onnx"
@@ -149,8 +149,7 @@ def _session(path: Path):
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own types for a truncated or foreign file
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise ModelError(f"{path}: cannot load the ONNX model: {first}") from None
+        raise ModelError(f"{path}: cannot load the ONNX model: {first_line(e, 200)}") from None
 
 
 def _session_run(session, batch: dict[str, torch.Tensor]) -> np.ndarray:

@@ -120,8 +120,7 @@ def build_model(name_or_path: str, labels: list[str], shapes: bool = False):
                 ignore_mismatched_sizes=True,
             )
     except OSError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"model.name: cannot load {name_or_path!r}: {first}") from None
+        raise ModelError(f"model.name: cannot load {name_or_path!r}: {first_line(e, None)}") from None
     return NerModel(hf, shapes), tokenizer
 
 
@@ -174,7 +173,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
             warnings.simplefilter("ignore")
             hf = AutoModelForTokenClassification.from_pretrained(p, config=config)
     except Exception as e:  # transformers raises many types for a broken folder
-        raise ModelError(f"MODEL_DIR: cannot load {str(p)!r}: {_first_line(e)}") from None
+        raise ModelError(f"MODEL_DIR: cannot load {str(p)!r}: {first_line(e)}") from None
     model = NerModel(hf, shapes=meta.shapes)
     if meta.shapes:
         from safetensors.torch import load_file
@@ -206,7 +205,7 @@ def load_tokenizer_and_meta(path: str | os.PathLike):
         config = AutoConfig.from_pretrained(p)
         tokenizer = AutoTokenizer.from_pretrained(p)
     except Exception as e:  # transformers raises many types for a broken folder
-        raise ModelError(f"MODEL_DIR: cannot load {str(p)!r}: {_first_line(e)}") from None
+        raise ModelError(f"MODEL_DIR: cannot load {str(p)!r}: {first_line(e)}") from None
     labels = [config.id2label[i] for i in range(config.num_labels)]
     for lab in labels:
         try:
@@ -223,8 +222,10 @@ def load_tokenizer_and_meta(path: str | os.PathLike):
     return p, tokenizer, config, meta
 
 
-def _first_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+def first_line(e: BaseException, limit: int | None = 300) -> str:
+    """The first line of an exception's message (libraries raise pages), or its type when empty."""
+    text = str(e).strip()
+    return text.splitlines()[0][:limit] if text else type(e).__name__
 
 
 def max_length_for(tokenizer, config) -> int:
