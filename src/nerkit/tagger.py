@@ -29,7 +29,7 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 DEFAULT_BATCH = 32
 # One model call costs about as much as this many more tokens in a batch (measured: MiniLM on a 2-core
 # CPU, where a call streams all weights from memory). Cutting a few mixed-length texts into batches at this
-# price beats padding them all to the longest: groups of 10 test sentences, 122 -> 77 ms.
+# price beats padding them all to the longest: bench/call_cost.py, 1.35-1.6x on groups of 10-20.
 CALL_COST_TOKENS = 64
 _SURROGATE = regex.compile(r"\p{Cs}")
 
