@@ -216,6 +216,28 @@ def test_resume_continues_run(capsys, monkeypatch, tmp_path, tiny_base, small_da
     assert "resumed from" in (out / "train.log").read_text()
 
 
+def test_jitter_recuts_training_windows_every_epoch(capsys, monkeypatch, tmp_path, tiny_base, small_data):
+    from nerkit.encoding import Encoder
+
+    cuts = []
+    real = Encoder.encode_corpus
+
+    def spy(self, corpus, train=False, jitter=None):
+        feats = real(self, corpus, train, jitter)
+        if train:
+            cuts.append(tuple(f.sentence_ids[0] for f in feats))
+        return feats
+
+    monkeypatch.setattr(Encoder, "encode_corpus", spy)
+    args = ["--epochs", "3", "--data.context", "64", "--data.jitter", "true"]
+    assert main(_train_args(tiny_base, small_data, tmp_path / "on", *args)) == 0
+    assert len(cuts) == 3 and len(set(cuts)) > 1  # one cut per epoch, and they differ
+    cuts.clear()
+    assert main(_train_args(tiny_base, small_data, tmp_path / "off", "--data.jitter", "true")) == 0
+    assert len(cuts) == 1
+    assert "context is off: ignored" in (tmp_path / "off" / "train.log").read_text()
+
+
 def test_resume_without_checkpoint(capsys, tmp_path, tiny_base, small_data):
     msg = _usage_error(capsys, _train_args(tiny_base, small_data, tmp_path / "fresh", "--resume"))
     assert "--resume" in msg and "checkpoint" in msg

@@ -191,8 +191,8 @@ def test_plan_windows_respects_budget():
         cuts = sorted(rng.sample(range(1, len(counts)), min(len(counts) - 1, rng.randint(0, 8))))
         bounds = list(zip([0, *cuts], [*cuts, len(counts)]))
         budget = rng.randint(5, 40)
-        for overlap in (False, True):
-            wins = plan_windows(counts, bounds, budget, overlap)
+        for overlap, lead in ((False, 0), (True, 0), (False, rng.randrange(budget // 2))):
+            wins = plan_windows(counts, bounds, budget, overlap, lead)
             covered = set()
             for a, b in wins:
                 assert a < b
@@ -202,3 +202,21 @@ def test_plan_windows_respects_budget():
             if not overlap:
                 assert sum(b - a for a, b in wins) == len(counts)
             assert wins == sorted(wins)
+
+
+def test_jitter_recuts_training_windows_and_keeps_every_word_once(tokenizer):
+    rng = random.Random(3)
+    docs = [[[f"w{rng.randrange(50)}" for _ in range(rng.randint(2, 9))] for _ in range(30)] for _ in range(3)]
+    tags = [[["O"] * len(s) for s in d] for d in docs]
+    enc = Encoder(tokenizer, LABELS, context=32)
+    cuts = set()
+    for seed in range(6):
+        feats = enc.encode(docs, tags, train=True, jitter=random.Random(seed))
+        seen = Counter((sid, w) for f in feats for sid, w in zip(f.sentence_ids, f.word_indices))
+        n_words = sum(len(s) for d in docs for s in d)
+        assert len(seen) == n_words and set(seen.values()) == {1}  # no word dropped or repeated
+        assert all(len(f) <= 32 for f in feats)
+        cuts.add(tuple(f.sentence_ids[0] for f in feats))
+    assert len(cuts) > 1  # the windows really move between epochs
+    plain = enc.encode(docs, tags, train=True)
+    assert plain == enc.encode(docs, tags, train=True, jitter=None)

@@ -109,6 +109,11 @@ class LengthBucketSampler:
         self.epoch = 0
         self._batches = self._make()
 
+    def set_lengths(self, lengths: Sequence[int]) -> None:
+        """New items (training windows re-cut for this epoch); batches are re-made."""
+        self.lengths = list(lengths)
+        self._batches = self._make()
+
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
             self.epoch = epoch

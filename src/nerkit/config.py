@@ -34,6 +34,7 @@ class DataSection:
     test: str = ""
     scheme: str = "auto"  # auto, iob1, iob2, iobes, bilou, io
     context: int = 0  # document context: pack sentences into windows of this many sub-words; 0: off
+    jitter: bool = False  # with context: re-cut training windows at a random offset every epoch
     limit_train: int = 0  # keep only the first N training sentences (quick runs, tests)
     limit_eval: int = 0  # likewise for validation and test
 

@@ -8,6 +8,7 @@ nothing is truncated and no word is predicted twice.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 IGNORE = -100
@@ -60,12 +61,13 @@ def _special_tokens(tokenizer) -> tuple[list[int], list[int]]:
 
 
 def plan_windows(
-    counts: list[int], sentences: list[tuple[int, int]], budget: int, overlap: bool
+    counts: list[int], sentences: list[tuple[int, int]], budget: int, overlap: bool, lead: int = 0
 ) -> list[tuple[int, int]]:
     """Cut a stream into word ranges [a, b) of at most `budget` sub-words.
 
     Whole sentences are packed together where they fit; a sentence longer than the budget is cut at
-    word boundaries. With `overlap`, each window starts about half-way into the previous one.
+    word boundaries. With `overlap`, each window starts about half-way into the previous one. `lead`
+    shrinks the first window by that many sub-words, which moves every later cut (training jitter).
     """
     offsets = [0]
     for c in counts:
@@ -97,8 +99,9 @@ def plan_windows(
             windows += word_windows(s0, e0)
             i += 1
             continue
+        cap = budget - lead if not windows else budget
         j = i + 1
-        while j < len(sentences) and offsets[sentences[j][1]] - offsets[s0] <= budget:
+        while j < len(sentences) and offsets[sentences[j][1]] - offsets[s0] <= cap:
             j += 1
         windows.append((s0, sentences[j - 1][1]))
         if j >= len(sentences):
@@ -166,9 +169,12 @@ class Encoder:
         documents: list[list[list[str]]],
         tags: list[list[list[str]]] | None = None,
         train: bool = False,
+        jitter: random.Random | None = None,
     ) -> list[Feature]:
         """documents[d][s][w] are words; tags alike (IOB2) or None. Sentences are numbered in order
-        over all documents, and Feature.sentence_ids refer to that numbering."""
+        over all documents, and Feature.sentence_ids refer to that numbering. With `jitter` (training
+        with context), each document's first window is cut short by a random amount, so a sentence
+        meets other neighbours and positions from one epoch to the next."""
         streams: list[list[str]] = []
         stream_sents: list[list[tuple[int, int]]] = []  # (start, end) word range per sentence
         stream_refs: list[list[tuple[int, int]]] = []  # (sentence id, word index) per word
@@ -194,12 +200,13 @@ class Encoder:
         for words, sub, bounds, refs, gtags in zip(
             streams, self._subwords(streams), stream_sents, stream_refs, stream_tags
         ):
-            features += self._stream_features(words, sub, bounds, refs, gtags, train)
+            lead = jitter.randrange(self.budget // 2) if jitter is not None and self.context else 0
+            features += self._stream_features(words, sub, bounds, refs, gtags, train, lead)
         return features
 
-    def _stream_features(self, words, sub, bounds, refs, gtags, train) -> list[Feature]:
+    def _stream_features(self, words, sub, bounds, refs, gtags, train, lead=0) -> list[Feature]:
         counts = [len(s) for s in sub]
-        windows = plan_windows(counts, bounds, self.budget, overlap=not train)
+        windows = plan_windows(counts, bounds, self.budget, overlap=not train, lead=lead)
         offsets = [0]
         for c in counts:
             offsets.append(offsets[-1] + c)
@@ -235,7 +242,7 @@ class Encoder:
             feats.append(Feature(ids, labels, shapes, positions, sids, widx, owned))
         return feats
 
-    def encode_corpus(self, corpus, train: bool = False) -> list[Feature]:
+    def encode_corpus(self, corpus, train: bool = False, jitter: random.Random | None = None) -> list[Feature]:
         docs = [[s.words for s in d.sentences] for d in corpus.documents]
         tags = [[s.tags for s in d.sentences] for d in corpus.documents]
-        return self.encode(docs, tags, train=train)
+        return self.encode(docs, tags, train=train, jitter=jitter)

@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import random
 import shutil
 import sys
 import time
@@ -143,7 +144,15 @@ def train(cfg: Config, resume: bool = False) -> dict:
     meta = ModelMeta(labels=labels, max_length=max_length, context=context, shapes=shapes,
                      constrained=cfg.decode.constrained, train_config=cfg.to_dict())
 
-    feats = encoder.encode_corpus(train_c, train=True)
+    jitter = cfg.data.jitter and bool(context)
+    if cfg.data.jitter and not context:
+        log.warning("data.jitter re-cuts document-context windows, and context is off: ignored")
+
+    def train_features(epoch: int) -> list:
+        rng = random.Random(cfg.train.seed * 1000 + epoch) if jitter else None
+        return encoder.encode_corpus(train_c, train=True, jitter=rng)
+
+    feats, feats_epoch = train_features(0), 0
     pad_mult = cfg.train.pad_to_multiple_of or (8 if acc.device.type == "cuda" else 1)
     sampler = LengthBucketSampler([len(f) for f in feats], cfg.train.batch_size, cfg.train.max_tokens,
                                   pad_mult, seed=cfg.train.seed)
@@ -176,6 +185,9 @@ def train(cfg: Config, resume: bool = False) -> dict:
         if cfg.train.max_steps and state["step"] >= cfg.train.max_steps:
             break
         sampler.set_epoch(epoch)
+        if jitter and epoch != feats_epoch:  # same list object: the loader sees the new windows
+            feats[:], feats_epoch = train_features(epoch), epoch
+            sampler.set_lengths([len(f) for f in feats])
         loader.set_epoch(epoch)  # keeps Accelerate's own epoch counter in step after --resume
         model.train()
         t0 = time.perf_counter()
