@@ -4,11 +4,12 @@
                              [--root runs/ablation] [--config configs/conll03-minilm.toml]
 
 Rows: the plain recipe's modelling choices on nerkit's trainer (sentence at a time, first sub-word,
-argmax, lr 5e-5 without warm-up or weight decay as in run_ner's defaults, no shape embedding, batches of
-32; bench/train_speed.py compares the trainers), each
-lever added to it alone, then all together (the default config). The `constrained` row needs no training:
+argmax, 3 epochs at lr 5e-5 without warm-up or weight decay as in run_ner's defaults, no shape embedding,
+batches of 32; bench/train_speed.py compares the trainers), each lever added to it alone with the values
+the config gives it (LEVERS), then all together (the config as it is). The `constrained` row needs no training:
 it decodes the plain row's models with Viterbi. Every (row, seed) run lives in ROOT/ROW-sSEED; one whose
-metrics.json exists is reused, so the table can be filled over several sessions; --report trains nothing
+metrics.json exists is reused, so the table can be filled over several sessions, unless its config.yaml
+differs from what the row means now (the script then stops and names the settings); --report trains nothing
 and tables the runs that exist. Runs are sequential (one training at a time on a small CPU). The last line
 is JSON.
 """
@@ -22,29 +23,67 @@ import subprocess
 import sys
 from pathlib import Path
 
-PLAIN = {"model.shapes": "off", "data.context": "0", "decode.constrained": "false", "train.lr": "5e-5",
-         "train.warmup_ratio": "0", "train.weight_decay": "0", "train.max_tokens": "0", "train.batch_size": "32"}
-ROWS: dict[str, dict[str, str]] = {
-    "plain": PLAIN,
-    "context": {**PLAIN, "data.context": "128", "train.max_tokens": "1024"},
-    "shapes": {**PLAIN, "model.shapes": "auto"},
-    "constrained": PLAIN,  # the plain models, decoded with Viterbi
-    "schedule": {**PLAIN, "train.lr": "1e-4", "train.warmup_ratio": "0.1", "train.weight_decay": "0.01"},
-    "all": {},  # the config file as it is
+PLAIN = {"model.shapes": "off", "data.context": "0", "data.jitter": "false", "decode.constrained": "false",
+         "train.lr": "5e-5", "train.warmup_ratio": "0", "train.weight_decay": "0", "train.head_lr": "0",
+         "train.epochs": "3", "train.max_tokens": "0", "train.batch_size": "32"}
+# Each lever's keys; a lever row takes their values from the config, so the table follows the default.
+LEVERS: dict[str, list[str]] = {
+    "context": ["data.context", "data.jitter", "train.max_tokens"],
+    "shapes": ["model.shapes"],
+    "schedule": ["train.lr", "train.warmup_ratio", "train.weight_decay", "train.head_lr", "train.epochs"],
 }
+ROW_NAMES = ["plain", "context", "shapes", "constrained", "schedule", "all"]
+IGNORED = {"output", "train.progress", "train.log_every", "train.seed"}  # do not change what is learned
+
+
+def row_overrides(row: str, config: str) -> dict[str, str]:
+    """The --key value pairs that turn the config into this row (the constrained row trains as plain)."""
+    from nerkit.config import load_config
+
+    if row == "all":
+        return {}
+    if row in ("plain", "constrained"):
+        return dict(PLAIN)
+    flat = _flat(load_config(config).to_dict())
+    return {**PLAIN, **{k: str(flat[k]).lower() if isinstance(flat[k], bool) else str(flat[k])
+                        for k in LEVERS[row]}}
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def stale_keys(out: Path, config: str, overrides: dict[str, str], seed: int) -> list[str]:
+    """Settings where an existing run differs from what this row means now (e.g. after the default changed)."""
+    from nerkit.config import load_config
+
+    want = _flat(load_config(config, [*overrides.items(), ("train.seed", str(seed))]).to_dict())
+    have = _flat(load_config(out / "config.yaml").to_dict())
+    return [f"{k}: {have[k]} != {want[k]}" for k in want if k not in IGNORED and have.get(k) != want[k]]
 
 
 def run(config: str, out: Path, overrides: dict[str, str], seed: int, train: bool = True) -> dict | None:
     metrics = out / "metrics.json"
-    if not metrics.is_file():
-        if not train:
+    if metrics.is_file():
+        stale = stale_keys(out, config, overrides, seed)
+        if stale:
+            msg = f"{out}: trained with other settings than this row now has ({'; '.join(stale)})"
+            if train:
+                sys.exit(msg + "; move it aside to retrain")
+            print("skipped:", msg, file=sys.stderr)
             return None
+    elif train:
         cmd = [sys.executable, "-m", "nerkit.cli", "train", "--config", config, "--output", str(out),
                "--train.seed", str(seed), "--train.progress", "false"]
         for k, v in overrides.items():
             cmd += [f"--{k}", v]
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
+    else:
+        return None
     return json.loads(metrics.read_text())
 
 
@@ -71,12 +110,23 @@ def _constrained_scores(model_dir: Path, data: str) -> dict[str, float]:
             for name, c in splits.items()}
 
 
+def _shown(row: str, overrides: dict[str, str]) -> str:
+    """The table's short form: plain spelled out once, each lever as what it adds."""
+    if row == "plain":
+        return "`" + " ".join(f"--{k} {v}" for k, v in overrides.items()) + "`"
+    if row == "constrained":
+        return "the plain row's models, decoded with Viterbi"
+    if row == "all":
+        return "(config as is)"
+    return "plain + `" + " ".join(f"--{k} {overrides[k]}" for k in LEVERS[row]) + "`"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="configs/conll03-minilm.toml")
     ap.add_argument("--data", default="conll2003")
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43])
-    ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    ap.add_argument("--rows", nargs="+", default=ROW_NAMES, choices=ROW_NAMES)
     ap.add_argument("--root", default="runs/ablation")
     ap.add_argument("--report", action="store_true", help="train nothing: table the runs that exist")
     args = ap.parse_args()
@@ -87,7 +137,8 @@ def main() -> None:
         for seed in args.seeds:
             src = "plain" if row == "constrained" else row
             out = Path(args.root) / f"{src}-s{seed}"
-            m = run(args.config, out, ROWS[src], seed, train=not args.report)
+            overrides = row_overrides(row, args.config)
+            m = run(args.config, out, overrides, seed, train=not args.report)
             if m is None:
                 continue
             seeds.append(seed)
@@ -102,7 +153,8 @@ def main() -> None:
         if not seeds:
             continue
         table[row] = {"seeds": seeds, "validation": vals, "test": tests, "train_seconds": secs,
-                      "overrides": " ".join(f"--{k} {v}" for k, v in ROWS[row].items()) or "(config as is)"}
+                      "overrides": " ".join(f"--{k} {v}" for k, v in overrides.items()) or "(config as is)",
+                      "shown": _shown(row, overrides)}
 
     def cell(xs: list[float]) -> str:
         return f"{statistics.mean(xs):.2f} ± {statistics.pstdev(xs):.2f}" if len(xs) > 1 else f"{xs[0]:.2f}"
@@ -111,7 +163,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     for row, r in table.items():
         print(f"| {row} | {cell(r['validation'])} | {cell(r['test'])} | {statistics.mean(r['train_seconds']) / 60:.1f} "
-              f"| {' '.join(map(str, r['seeds']))} | `{r['overrides']}` |")
+              f"| {' '.join(map(str, r['seeds']))} | {r.pop('shown')} |")
     print(json.dumps({"bench": "ablation", "seeds": args.seeds, "rows": table}))
 
 
