@@ -80,6 +80,15 @@ def synthetic_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_data(tmp_path_factory) -> Path:
+    """64 training and 16 validation sentences in documents of 8: for runs of a few steps."""
+    d = tmp_path_factory.mktemp("small")
+    write_conll(d / "train.txt", synthetic_sentences(64, seed=11), docs_every=8)
+    write_conll(d / "dev.txt", synthetic_sentences(16, seed=12), docs_every=8)
+    return d
+
+
+@pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory) -> Path:
     """A random, lower-casing tiny BERT (so the shape embedding switches on by default)."""
     from nerkit.tiny import build_tiny_model

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, synthetic_sentences, write_conll
+from conftest import REPO
 from nerkit.cli import build_parser, main
 
 
@@ -30,14 +30,6 @@ def _usage_error(capsys, argv: list[str]) -> str:
     assert len(lines) >= 1 and lines[-1].startswith("nerkit: error: "), err
     assert len([ln for ln in lines if ln.startswith("nerkit: error")]) == 1
     return lines[-1]
-
-
-@pytest.fixture(scope="module")
-def small_data(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("small")
-    write_conll(d / "train.txt", synthetic_sentences(64, seed=11), docs_every=8)
-    write_conll(d / "dev.txt", synthetic_sentences(16, seed=12), docs_every=8)
-    return d
 
 
 def _train_args(tiny_base: Path, data: Path, out: Path, *extra: str) -> list[str]:
@@ -197,8 +189,8 @@ def test_resume_continues_run(capsys, monkeypatch, tmp_path, tiny_base, small_da
     out = tmp_path / "run"
     real_checkpoint = training._checkpoint
 
-    def stop_after_first(acc, ckpt_dir, state):
-        real_checkpoint(acc, ckpt_dir, state)
+    def stop_after_first(acc, ckpt_dir, state, *rest):
+        real_checkpoint(acc, ckpt_dir, state, *rest)
         if state["epoch"] == 1:
             raise KeyboardInterrupt  # the run is killed right after epoch 1's checkpoint
 

@@ -49,6 +49,7 @@ class TrainSection:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     grad_clip: float = 1.0
+    ema: float = 0.0  # decay of a moving average of the weights, evaluated and saved instead; 0: off
     grad_accum: int = 1
     seed: int = 42
     precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 on CPU), bf16, fp16, no
@@ -188,6 +189,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.lr: expected a positive number, got {cfg.train.lr}")
     if not 0 <= cfg.train.warmup_ratio < 1:
         raise ConfigError(f"train.warmup_ratio: expected a fraction in [0, 1), got {cfg.train.warmup_ratio}")
+    if not 0 <= cfg.train.ema < 1:
+        raise ConfigError(f"train.ema: expected 0 (off) or a decay in (0, 1) such as 0.998, got {cfg.train.ema}")
     if cfg.data.context and cfg.data.context < 32:
         raise ConfigError(f"data.context: expected 0 (off) or at least 32 sub-words, got {cfg.data.context}")
 

@@ -1,5 +1,6 @@
 """The training loop on Accelerate: AdamW, warm-up + linear decay, clipping, accumulation, mixed precision,
-evaluation every epoch, best model by validation F1, resumable checkpoints.
+an optional moving average of the weights, evaluation every epoch, best model by validation F1, resumable
+checkpoints.
 
 Run layout (OUTPUT/):
   model/               best model by validation F1, a Hugging Face folder + nerkit.json
@@ -22,12 +23,14 @@ import shutil
 import sys
 import time
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
 from . import atomic
+from .averaging import WeightAverage
 from .batching import Collator, LengthBucketSampler, token_counts
 from .config import Config, dump_yaml
 from .corpus import Corpus, Document, load_splits, resolve_data_dir
@@ -37,6 +40,7 @@ from .metrics import write_predictions
 from .model import ModelMeta, build_model, is_cased, load_model, max_length_for, replace_dir, save_model
 
 log = logging.getLogger("nerkit")
+EMA_FILE = "weight_average.pt"
 
 
 def limit_corpus(corpus: Corpus, n: int) -> Corpus:
@@ -173,14 +177,17 @@ def train(cfg: Config, resume: bool = False) -> dict:
 
     state = {"epoch": 0, "step": 0, "best_f1": -1.0, "best_epoch": 0, "history": [], "losses": [],
              "train_seconds": 0.0}
+    unwrapped = acc.unwrap_model(model)
+    ema = WeightAverage(unwrapped, cfg.train.ema) if cfg.train.ema else None
     if resume:
         acc.load_state(str(ckpt_dir))
         state = json.loads(state_file.read_text())
+        if ema:
+            ema.load(ckpt_dir / EMA_FILE)
         log.info("resumed from %s after epoch %d (step %d)", ckpt_dir, state["epoch"], state["step"])
 
     if main:
         atomic.write_text(out / "config.yaml", dump_yaml(cfg))
-    unwrapped = acc.unwrap_model(model)
     for epoch in range(state["epoch"], cfg.train.epochs):
         if cfg.train.max_steps and state["step"] >= cfg.train.max_steps:
             break
@@ -210,6 +217,8 @@ def train(cfg: Config, resume: bool = False) -> dict:
             bar.update(1)
             if acc.sync_gradients:
                 state["step"] += 1
+                if ema:
+                    ema.update(unwrapped)
                 if state["step"] % cfg.train.log_every == 0:
                     avg = run_loss / run_n
                     state["losses"].append([state["step"], avg])
@@ -227,22 +236,24 @@ def train(cfg: Config, resume: bool = False) -> dict:
                  "padding_fraction": round(1 - real / max(slots, 1), 5),
                  "tokens_per_second": round(real / seconds, 1)}
         acc.wait_for_everyone()
-        if main and "validation" in evals:
-            ev = evaluate_corpus(unwrapped, encoder, evals["validation"], cfg.decode.constrained, acc.device,
-                                 cfg.train.eval_max_tokens, desc="validation" if cfg.train.progress else None)
-            entry["validation_f1"] = round(100 * ev.conlleval.micro.f1, 2)
-            if ev.conlleval.micro.f1 > state["best_f1"]:
-                state["best_f1"], state["best_epoch"] = ev.conlleval.micro.f1, epoch + 1
+        with ema.applied(unwrapped) if ema else nullcontext():
+            if main and "validation" in evals:
+                ev = evaluate_corpus(unwrapped, encoder, evals["validation"], cfg.decode.constrained,
+                                     acc.device, cfg.train.eval_max_tokens,
+                                     desc="validation" if cfg.train.progress else None)
+                entry["validation_f1"] = round(100 * ev.conlleval.micro.f1, 2)
+                if ev.conlleval.micro.f1 > state["best_f1"]:
+                    state["best_f1"], state["best_epoch"] = ev.conlleval.micro.f1, epoch + 1
+                    save_model(unwrapped, tokenizer, out / "model", meta)
+            elif main:  # no validation split: the last epoch is the model
                 save_model(unwrapped, tokenizer, out / "model", meta)
-        elif main:  # no validation split: the last epoch is the model
-            save_model(unwrapped, tokenizer, out / "model", meta)
-            state["best_epoch"] = epoch + 1
+                state["best_epoch"] = epoch + 1
         state["history"].append(entry)
         state["epoch"] = epoch + 1
         log.info("epoch %d: %.0fs, %.0f real tokens/s, padding %.2f%%%s", epoch + 1, seconds,
                  entry["tokens_per_second"], 100 * entry["padding_fraction"],
                  f", validation F1 {entry['validation_f1']:.2f}" if "validation_f1" in entry else "")
-        _checkpoint(acc, ckpt_dir, state)
+        _checkpoint(acc, ckpt_dir, state, ema)
 
     acc.wait_for_everyone()
     metrics: dict = {}
@@ -254,7 +265,7 @@ def train(cfg: Config, resume: bool = False) -> dict:
     return metrics
 
 
-def _checkpoint(acc, ckpt_dir: Path, state: dict) -> None:
+def _checkpoint(acc, ckpt_dir: Path, state: dict, ema: WeightAverage | None = None) -> None:
     """Save resumable state; the folder is swapped in whole so a kill never leaves half a checkpoint."""
     tmp = ckpt_dir.parent / ".checkpoint.tmp"
     if acc.is_main_process:
@@ -265,6 +276,8 @@ def _checkpoint(acc, ckpt_dir: Path, state: dict) -> None:
         acc.save_state(str(tmp), safe_serialization=False)
     if acc.is_main_process:
         (tmp / "trainer_state.json").write_text(json.dumps(state))
+        if ema:
+            ema.save(tmp / EMA_FILE)
         replace_dir(tmp, ckpt_dir)
     acc.wait_for_everyone()
 
