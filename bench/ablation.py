@@ -5,7 +5,7 @@
 
 Rows: the plain recipe's modelling choices on nerkit's trainer (sentence at a time, first sub-word,
 argmax, 3 epochs at lr 5e-5 without warm-up or weight decay as in run_ner's defaults, no shape embedding,
-batches of 32; bench/train_speed.py compares the trainers), each lever added to it alone with the values
+batches of 32, no weight averaging; bench/train_speed.py compares the trainers), each lever added to it alone with the values
 the config gives it (LEVERS), then all together (the config as it is). The `constrained` row needs no training:
 it decodes the plain row's models with Viterbi. Every (row, seed) run lives in ROOT/ROW-sSEED; one whose
 metrics.json exists is reused, so the table can be filled over several sessions, unless its config.yaml
@@ -25,12 +25,13 @@ from pathlib import Path
 
 PLAIN = {"model.shapes": "off", "data.context": "0", "data.jitter": "false", "decode.constrained": "false",
          "train.lr": "5e-5", "train.warmup_ratio": "0", "train.weight_decay": "0", "train.head_lr": "0",
-         "train.epochs": "3", "train.max_tokens": "0", "train.batch_size": "32"}
+         "train.epochs": "3", "train.max_tokens": "0", "train.batch_size": "32", "train.ema": "0"}
 # Each lever's keys; a lever row takes their values from the config, so the table follows the default.
 LEVERS: dict[str, list[str]] = {
     "context": ["data.context", "data.jitter", "train.max_tokens"],
     "shapes": ["model.shapes"],
-    "schedule": ["train.lr", "train.warmup_ratio", "train.weight_decay", "train.head_lr", "train.epochs"],
+    "schedule": ["train.lr", "train.warmup_ratio", "train.weight_decay", "train.head_lr", "train.epochs",
+                 "train.ema"],
 }
 ROW_NAMES = ["plain", "context", "shapes", "constrained", "schedule", "all"]
 IGNORED = {"output", "train.progress", "train.log_every", "train.seed"}  # do not change what is learned
