@@ -5,8 +5,8 @@
 
 Rows: the plain recipe's modelling choices on nerkit's trainer (sentence at a time, first sub-word,
 argmax, 3 epochs at lr 5e-5 without warm-up or weight decay as in run_ner's defaults, no shape embedding,
-batches of 32, no weight averaging; bench/train_speed.py compares the trainers), each lever added to it alone with the values
-the config gives it (LEVERS), then all together (the config as it is). The `constrained` row needs no training:
+batches of 32, no weight averaging; bench/train_speed.py compares the trainers), each lever added to it
+alone with the values the config gives it (LEVERS), then all together (the config as it is). The `constrained` row needs no training:
 it decodes the plain row's models with Viterbi. Every (row, seed) run lives in ROOT/ROW-sSEED; one whose
 metrics.json exists is reused, so the table can be filled over several sessions, unless its config.yaml
 differs from what the row means now (the script then stops and names the settings); --report trains nothing
