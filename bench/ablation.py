@@ -1,13 +1,15 @@
 """Ablation of nerkit's accuracy levers on CoNLL-2003 with the default encoder, over several seeds.
 
     python bench/ablation.py [--seeds 42 43] [--rows plain context shapes constrained schedule all]
+    python bench/ablation.py --rows no-context no-constrained      # leave-one-out rows, opt-in
                              [--root runs/ablation] [--config configs/conll03-minilm.toml]
 
 Rows: the plain recipe's modelling choices on nerkit's trainer (sentence at a time, first sub-word,
 argmax, 3 epochs at lr 5e-5 without warm-up or weight decay as in run_ner's defaults, no shape embedding,
 batches of 32, no weight averaging; bench/train_speed.py compares the trainers), each lever added to it
-alone with the values the config gives it (LEVERS), then all together (the config as it is). The `constrained` row needs no training:
-it decodes the plain row's models with Viterbi. Every (row, seed) run lives in ROOT/ROW-sSEED; one whose
+alone with the values the config gives it (LEVERS), then all together (the config as it is). Opt-in leave-one-out rows (`no-LEVER`) take one lever back out of the
+config, which says what it adds on top of the others. The `constrained` row needs no training: it decodes the
+plain row's models with Viterbi; `no-constrained` decodes the `all` row's models with argmax. Every (row, seed) run lives in ROOT/ROW-sSEED; one whose
 metrics.json exists is reused, so the table can be filled over several sessions, unless its config.yaml
 differs from what the row means now (the script then stops and names the settings); --report trains nothing
 and tables the runs that exist. Runs are sequential (one training at a time on a small CPU). The last line
@@ -34,6 +36,8 @@ LEVERS: dict[str, list[str]] = {
                  "train.ema"],
 }
 ROW_NAMES = ["plain", "context", "shapes", "constrained", "schedule", "all"]
+LEAVE_OUT = ["no-context", "no-shapes", "no-constrained", "no-schedule"]
+REUSED = {"constrained": "plain", "no-constrained": "all"}  # rows that re-decode another row's models
 IGNORED = {"output", "train.progress", "train.log_every", "train.seed"}  # do not change what is learned
 
 
@@ -41,10 +45,12 @@ def row_overrides(row: str, config: str) -> dict[str, str]:
     """The --key value pairs that turn the config into this row (the constrained row trains as plain)."""
     from nerkit.config import load_config
 
-    if row == "all":
+    if row in ("all", "no-constrained"):
         return {}
     if row in ("plain", "constrained"):
         return dict(PLAIN)
+    if row.startswith("no-"):
+        return {k: PLAIN[k] for k in LEVERS[row[3:]]}
     flat = _flat(load_config(config).to_dict())
     return {**PLAIN, **{k: str(flat[k]).lower() if isinstance(flat[k], bool) else str(flat[k])
                         for k in LEVERS[row]}}
@@ -88,17 +94,17 @@ def run(config: str, out: Path, overrides: dict[str, str], seed: int, train: boo
     return json.loads(metrics.read_text())
 
 
-def constrained_scores(model_dir: Path, data: str) -> dict[str, float]:
-    """Re-decode a trained model's validation and test predictions with Viterbi (cached beside the run)."""
-    cache = model_dir.parent / "constrained.json"
+def redecoded_scores(model_dir: Path, data: str, constrained: bool) -> dict[str, float]:
+    """Re-decode a trained model's validation and test predictions (cached beside the run)."""
+    cache = model_dir.parent / ("constrained.json" if constrained else "argmax.json")
     if cache.is_file():
         return json.loads(cache.read_text())
-    scores = _constrained_scores(model_dir, data)
+    scores = _redecoded_scores(model_dir, data, constrained)
     cache.write_text(json.dumps(scores) + "\n")
     return scores
 
 
-def _constrained_scores(model_dir: Path, data: str) -> dict[str, float]:
+def _redecoded_scores(model_dir: Path, data: str, constrained: bool) -> dict[str, float]:
     from nerkit.corpus import load_splits, resolve_data_dir
     from nerkit.encoding import Encoder
     from nerkit.evaluation import evaluate_corpus
@@ -107,7 +113,7 @@ def _constrained_scores(model_dir: Path, data: str) -> dict[str, float]:
     model, tokenizer, meta = load_model(model_dir)
     encoder = Encoder.from_meta(tokenizer, meta)
     splits = load_splits(resolve_data_dir(data))
-    return {name: 100 * evaluate_corpus(model, encoder, c, constrained=True).conlleval.micro.f1
+    return {name: 100 * evaluate_corpus(model, encoder, c, constrained=constrained).conlleval.micro.f1
             for name, c in splits.items()}
 
 
@@ -119,6 +125,10 @@ def _shown(row: str, overrides: dict[str, str]) -> str:
         return "the plain row's models, decoded with Viterbi"
     if row == "all":
         return "(config as is)"
+    if row == "no-constrained":
+        return "the all row's models, decoded with argmax"
+    if row.startswith("no-"):
+        return "all + `" + " ".join(f"--{k} {v}" for k, v in overrides.items()) + "`"
     return "plain + `" + " ".join(f"--{k} {overrides[k]}" for k in LEVERS[row]) + "`"
 
 
@@ -127,7 +137,7 @@ def main() -> None:
     ap.add_argument("--config", default="configs/conll03-minilm.toml")
     ap.add_argument("--data", default="conll2003")
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43])
-    ap.add_argument("--rows", nargs="+", default=ROW_NAMES, choices=ROW_NAMES)
+    ap.add_argument("--rows", nargs="+", default=ROW_NAMES, choices=ROW_NAMES + LEAVE_OUT)
     ap.add_argument("--root", default="runs/ablation")
     ap.add_argument("--report", action="store_true", help="train nothing: table the runs that exist")
     args = ap.parse_args()
@@ -136,15 +146,15 @@ def main() -> None:
     for row in args.rows:
         vals, tests, secs, seeds = [], [], [], []
         for seed in args.seeds:
-            src = "plain" if row == "constrained" else row
+            src = REUSED.get(row, row)
             out = Path(args.root) / f"{src}-s{seed}"
             overrides = row_overrides(row, args.config)
             m = run(args.config, out, overrides, seed, train=not args.report)
             if m is None:
                 continue
             seeds.append(seed)
-            if row == "constrained":
-                f1 = constrained_scores(out / "model", args.data)
+            if row in REUSED:
+                f1 = redecoded_scores(out / "model", args.data, constrained=row == "constrained")
                 vals.append(f1["validation"])
                 tests.append(f1["test"])
             else:
