@@ -1,19 +1,20 @@
 """Ablation of nerkit's accuracy levers on CoNLL-2003 with the default encoder, over several seeds.
 
     python bench/ablation.py [--seeds 42 43] [--rows plain context shapes constrained schedule all]
-    python bench/ablation.py --rows no-context no-constrained      # leave-one-out rows, opt-in
                              [--root runs/ablation] [--config configs/conll03-minilm.toml]
+    python bench/ablation.py --rows no-context no-constrained      # leave-one-out rows, opt-in
 
 Rows: the plain recipe's modelling choices on nerkit's trainer (sentence at a time, first sub-word,
 argmax, 3 epochs at lr 5e-5 without warm-up or weight decay as in run_ner's defaults, no shape embedding,
 batches of 32, no weight averaging; bench/train_speed.py compares the trainers), each lever added to it
-alone with the values the config gives it (LEVERS), then all together (the config as it is). Opt-in leave-one-out rows (`no-LEVER`) take one lever back out of the
-config, which says what it adds on top of the others. The `constrained` row needs no training: it decodes the
-plain row's models with Viterbi; `no-constrained` decodes the `all` row's models with argmax. Every (row, seed) run lives in ROOT/ROW-sSEED; one whose
-metrics.json exists is reused, so the table can be filled over several sessions, unless its config.yaml
-differs from what the row means now (the script then stops and names the settings); --report trains nothing
-and tables the runs that exist. Runs are sequential (one training at a time on a small CPU). The last line
-is JSON.
+alone with the values the config gives it (LEVERS), then all together (the config as it is). Opt-in
+leave-one-out rows (`no-LEVER`) take one lever back out of the config, which says what it adds on top of
+the others. The `constrained` row needs no training: it decodes the plain row's models with Viterbi;
+`no-constrained` decodes the `all` row's models with argmax (REUSED). Every (row, seed) run lives in
+ROOT/ROW-sSEED; one whose metrics.json exists is reused, so the table can be filled over several sessions,
+unless its config.yaml differs from what the row means now (the script then stops and names the settings);
+--report trains nothing and tables the runs that exist. Runs are sequential (one training at a time on a
+small CPU). The last line is JSON.
 """
 
 from __future__ import annotations
@@ -42,12 +43,14 @@ IGNORED = {"output", "train.progress", "train.log_every", "train.seed"}  # do no
 
 
 def row_overrides(row: str, config: str) -> dict[str, str]:
-    """The --key value pairs that turn the config into this row (the constrained row trains as plain)."""
+    """The --key value pairs that turn the config into this row (a REUSED row trains as its source)."""
     from nerkit.config import load_config
 
-    if row in ("all", "no-constrained"):
+    if row in REUSED:
+        return row_overrides(REUSED[row], config)
+    if row == "all":
         return {}
-    if row in ("plain", "constrained"):
+    if row == "plain":
         return dict(PLAIN)
     if row.startswith("no-"):
         return {k: PLAIN[k] for k in LEVERS[row[3:]]}
@@ -127,9 +130,8 @@ def _shown(row: str, overrides: dict[str, str]) -> str:
         return "(config as is)"
     if row == "no-constrained":
         return "the all row's models, decoded with argmax"
-    if row.startswith("no-"):
-        return "all + `" + " ".join(f"--{k} {v}" for k, v in overrides.items()) + "`"
-    return "plain + `" + " ".join(f"--{k} {overrides[k]}" for k in LEVERS[row]) + "`"
+    base, lever = ("all", row[3:]) if row.startswith("no-") else ("plain", row)
+    return f"{base} + `" + " ".join(f"--{k} {overrides[k]}" for k in LEVERS[lever]) + "`"
 
 
 def main() -> None:
@@ -145,10 +147,9 @@ def main() -> None:
     table = {}
     for row in args.rows:
         vals, tests, secs, seeds = [], [], [], []
+        overrides = row_overrides(row, args.config)
         for seed in args.seeds:
-            src = REUSED.get(row, row)
-            out = Path(args.root) / f"{src}-s{seed}"
-            overrides = row_overrides(row, args.config)
+            out = Path(args.root) / f"{REUSED.get(row, row)}-s{seed}"
             m = run(args.config, out, overrides, seed, train=not args.report)
             if m is None:
                 continue
