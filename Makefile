@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -r requirements.txt -e ".[dev,onnx]"
+	$(PY) -m pip install -q -e ".[dev,onnx]"
 	touch $@
 
 train: install
@@ -28,4 +28,5 @@ test: install browser
 	$(VENV)/bin/python -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench docs
+	$(VENV)/bin/mypy

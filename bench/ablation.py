@@ -109,15 +109,12 @@ def redecoded_scores(model_dir: Path, data: str, constrained: bool) -> dict[str,
 
 def _redecoded_scores(model_dir: Path, data: str, constrained: bool) -> dict[str, float]:
     from nerkit.corpus import load_splits, resolve_data_dir
-    from nerkit.encoding import Encoder
-    from nerkit.evaluation import evaluate_corpus
-    from nerkit.model import load_model
+    from nerkit.engine.predictor import Predictor
+    from nerkit.evaluation import evaluate
 
-    model, tokenizer, meta = load_model(model_dir)
-    encoder = Encoder.from_meta(tokenizer, meta)
+    predictor = Predictor.from_dir(model_dir, device="cpu", constrained=constrained)
     splits = load_splits(resolve_data_dir(data))
-    return {name: 100 * evaluate_corpus(model, encoder, c, constrained=constrained).conlleval.micro.f1
-            for name, c in splits.items()}
+    return {name: 100 * evaluate(predictor, c).conlleval.micro.f1 for name, c in splits.items()}
 
 
 def _shown(row: str, overrides: dict[str, str]) -> str:

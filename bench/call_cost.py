@@ -1,5 +1,5 @@
 """Priced inference batches vs one padded batch: groups of CoNLL test sentences, as the server's
-micro-batches see them, tagged with Tagger.call_cost 0 (pad all to the longest) and the default.
+micro-batches see them, tagged with the budget's call_cost 0 (pad all to the longest) and TEXT_BUDGET's.
 
     python bench/call_cost.py [--model runs/conll03-minilm/model] [--groups 10 20] [--sentences 600]
 
@@ -15,7 +15,9 @@ import time
 
 import nerkit
 from nerkit.corpus import find_split_file, read_conll, resolve_data_dir
-from nerkit.tagger import CALL_COST_TOKENS
+from nerkit.engine.predictor import TEXT_BUDGET
+
+CALL_COST_TOKENS = TEXT_BUDGET.call_cost
 
 
 def main() -> None:
@@ -35,7 +37,7 @@ def main() -> None:
         groups = [sents[i : i + n] for i in range(0, len(sents), n)]
         ms = {}
         for cost in (0, CALL_COST_TOKENS):
-            tagger.call_cost = cost
+            tagger.predictor = tagger.predictor.with_budget(call_cost=cost)
             tagger.tag_texts(groups[0], batch_size=32)  # warm-up
             t0 = time.perf_counter()
             for g in groups:

@@ -76,12 +76,17 @@ def run_nerkit(model_dir: str, texts: list[str], batch_size: int, backend: str,
     seconds = time.perf_counter() - t0
     result = {"seconds": seconds, "load_s": load_s, "rss_mb": peak_rss_mb(),
               "spans": [[(s.label, s.start, s.end) for s in doc] for doc in out]}
-    # Untimed, after the RSS reading: the test set as documents (nerkit evaluate's F1) ...
+    # Untimed, after the RSS reading: the test set as documents, through the same Predictor under the
+    # budget `nerkit evaluate` uses (its F1) ...
     if documents is not None:
-        result["doc_tags"] = [t for doc in tagger.tag_documents(documents, batch_size) for t in doc]
+        from dataclasses import asdict
+
+        from nerkit.engine.predictor import CORPUS_BUDGET
+
+        result["doc_tags"] = tagger.predictor.with_budget(**asdict(CORPUS_BUDGET)).predict(documents).tags
     # ... and the pipeline's weights: the shape embedding switched off.
     if no_shapes and tagger.meta.shapes:
-        tagger.backend.with_shapes = False
+        tagger.predictor.backend.with_shapes = False
         result["spans_no_shapes"] = [[(s.label, s.start, s.end) for s in doc]
                                      for doc in tagger.pipe(texts, batch_size=batch_size)]
     return result
@@ -160,11 +165,11 @@ def main() -> int:
     args = ap.parse_args()
 
     from nerkit.corpus import find_split_file, read_conll, resolve_data_dir
-    from nerkit.export import FP32_FILE, INT8_FILE, ONNX_DIR, export_onnx
+    from nerkit.export import export_onnx
+    from nerkit.folder import FP32_FILE, INT8_FILE, ONNX_DIR, ModelFolder
     from nerkit.metrics import entity_report
-    from nerkit.model import find_model_dir
 
-    model_dir = str(find_model_dir(args.model))
+    model_dir = str(ModelFolder(args.model).path)
     if not Path(args.data).is_file():
         args.data = str(find_split_file(resolve_data_dir(args.data), "test"))
     corpus = read_conll(args.data)
@@ -185,9 +190,9 @@ def main() -> int:
           f"nerkit {args.nerkit_batch_size or 'default'} | "
           f"{os.cpu_count()} CPUs, torch threads default", flush=True)
 
-    from nerkit.tagger import DEFAULT_BATCH
+    from nerkit.engine.predictor import TEXT_BUDGET
 
-    nb = args.nerkit_batch_size or DEFAULT_BATCH
+    nb = args.nerkit_batch_size or TEXT_BUDGET.batch_size
     runs = {}
     runs["pipeline"] = in_child(run_pipeline, model_dir, texts, args.batch_size)
     print(f"pipeline      {len(texts) / runs['pipeline']['seconds']:8.1f} sent/s", flush=True)

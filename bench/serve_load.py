@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from nerkit.serve_process import start_server, stop_server
+from nerkit.serve.process import start_server, stop_server
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -96,7 +96,7 @@ def run_nerkit(args, q) -> None:
     import torch
 
     from nerkit.config import load_config
-    from nerkit.training import train
+    from nerkit.train import train
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     sents, _ = _sample(args.data, args.sentences, args.seed)

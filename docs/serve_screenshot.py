@@ -9,14 +9,10 @@ chromium; pip install playwright; no browser download), presses the button and s
 from __future__ import annotations
 
 import argparse
-import os
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
+from nerkit.serve.process import start_server, stop_server
 
 REPO = Path(__file__).resolve().parents[1]
 TEXT = ("EU rejects German call to boycott British lamb. Peter Blackburn reported from Brussels for "
@@ -36,17 +32,8 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "nerkit.cli", "serve", args.model, "--port", str(port),
-                             "--log-level", "warning"], env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    proc = start_server(args.model, port)
     try:
-        for _ in range(600):
-            if proc.poll() is not None:
-                sys.exit(f"serve_screenshot: the server exited with {proc.returncode}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
             page = browser.new_page(viewport={"width": 980, "height": 720}, device_scale_factor=1)
@@ -60,8 +47,7 @@ def main() -> None:
             print(f"{args.out}: {page.locator('#result mark.entity').count()} entities highlighted")
             browser.close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        stop_server(proc)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@ there, a tiny random BERT, and a tiny model trained on the synthetic corpus."""
 
 from __future__ import annotations
 
+import functools
 import os
 import random
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -62,6 +64,28 @@ def write_conll(path: Path, sentences, docs_every: int = 0) -> Path:
     return path
 
 
+def stop_after_epoch(n: int):
+    """A training callback that stops the run, as Ctrl-C would, right after epoch n's checkpoint."""
+    from nerkit.train import Callback
+
+    class StopAfterEpoch(Callback):
+        def on_save(self, t) -> None:
+            if t.state.epoch == n:
+                raise KeyboardInterrupt
+
+    return StopAfterEpoch()
+
+
+@contextmanager
+def training_callbacks(monkeypatch, *callbacks):
+    """Inside the block, `nerkit train` (cli.main) runs with these callbacks attached to its trainer."""
+    import nerkit.train
+
+    with monkeypatch.context() as m:
+        m.setattr(nerkit.train, "train", functools.partial(nerkit.train.train, callbacks=callbacks))
+        yield
+
+
 @pytest.fixture(scope="session")
 def conll_dir() -> Path:
     d = SHARED_DATA / "conll2003"
@@ -101,7 +125,7 @@ def tiny_base(tmp_path_factory) -> Path:
 def trained_run(tmp_path_factory, synthetic_dir, tiny_base) -> Path:
     """A run folder with a tiny model trained on the synthetic corpus (a few seconds)."""
     from nerkit.config import load_config
-    from nerkit.training import train
+    from nerkit.train import train
 
     out = tmp_path_factory.mktemp("trained")
     cfg = load_config(None, [("model.name", str(tiny_base)), ("data.dir", str(synthetic_dir)),

@@ -7,8 +7,11 @@ import json
 import pytest
 import torch
 
-from nerkit.averaging import WeightAverage
+from conftest import stop_after_epoch, training_callbacks
 from nerkit.cli import main
+from nerkit.train import Callback
+from nerkit.train.averaging import WeightAverage
+from nerkit.train.callbacks import EMA_FILE, WeightAveraging
 
 
 def _net() -> torch.nn.Module:
@@ -67,64 +70,66 @@ def _args(tiny_base, data, out, *extra):
             "--batch_size", "16", "--lr", "3e-3", "--progress", "false", "--epochs", "2", *extra]
 
 
+class Watch(Callback):
+    """Keeps the trainer, and checks that every model/ it saves holds the averaged weights."""
+
+    def __init__(self):
+        self.checks: list[bool] = []
+        self.trainer = None
+
+    def on_train_begin(self, t):
+        self.trainer = t
+
+    def on_save(self, t):  # after on_evaluate: model/ was written this epoch if it was the best
+        if t.state.best_epoch == t.state.epoch:
+            self.checks.append(_holds(t.run.out / "model", self.average.shadow))
+
+    @property
+    def average(self) -> WeightAverage:
+        return next(cb.average for cb in self.trainer.callbacks if isinstance(cb, WeightAveraging))
+
+
+def _holds(model_dir, shadow: dict) -> bool:
+    from nerkit.folder import ModelFolder
+    from nerkit.model import load_model
+
+    with torch.random.fork_rng():  # building the model draws random numbers: leave training's alone
+        params = dict(load_model(ModelFolder(model_dir)).named_parameters())
+    return all(torch.equal(params[n], s) for n, s in shadow.items())
+
+
 def test_training_saves_the_average(monkeypatch, tmp_path, tiny_base, small_data):
-    import nerkit.training as training
-
-    live, checks = [], []
-    real_save = training.save_model
-
-    def spy_save(model, tokenizer, path, meta):
-        (avg, _), = live
-        params = dict(model.named_parameters())
-        checks.append(all(torch.equal(params[n], s) for n, s in avg.shadow.items()))
-        real_save(model, tokenizer, path, meta)
-
-    real_init = WeightAverage.__init__
-
-    def spy_init(self, model, decay):
-        real_init(self, model, decay)
-        live.append((self, model))
-
-    monkeypatch.setattr(training, "save_model", spy_save)
-    monkeypatch.setattr(WeightAverage, "__init__", spy_init)
-    assert main(_args(tiny_base, small_data, tmp_path / "run", "--train.ema", "0.9")) == 0
-    (avg, model), = live
-    assert checks and all(checks)  # every saved model held the averaged weights
+    watch = Watch()
+    with training_callbacks(monkeypatch, watch):
+        assert main(_args(tiny_base, small_data, tmp_path / "run", "--train.ema", "0.9")) == 0
+    avg = watch.average
+    assert watch.checks and all(watch.checks)  # every saved model held the averaged weights
     assert avg.updates == json.loads((tmp_path / "run" / "metrics.json").read_text())["history"][-1]["step"]
-    raw = dict(model.named_parameters())  # and training went on with the raw ones
+    raw = dict(watch.trainer.run.unwrapped.named_parameters())  # and training went on with the raw ones
     assert any(not torch.allclose(raw[n], s) for n, s in avg.shadow.items())
 
 
 def test_resume_restores_the_average(monkeypatch, tmp_path, tiny_base, small_data):
-    import nerkit.training as training
-
-    made = []
-    real_init = WeightAverage.__init__
-
-    def spy_init(self, model, decay):
-        real_init(self, model, decay)
-        made.append(self)
-
-    monkeypatch.setattr(WeightAverage, "__init__", spy_init)
-    assert main(_args(tiny_base, small_data, tmp_path / "straight", "--train.ema", "0.9")) == 0
-
-    real_checkpoint = training._checkpoint
-
-    def stop_after_first(acc, ckpt_dir, state, *rest):
-        real_checkpoint(acc, ckpt_dir, state, *rest)
-        if state["epoch"] == 1:
-            raise KeyboardInterrupt
+    straight, resumed = Watch(), Watch()
+    with training_callbacks(monkeypatch, straight):
+        assert main(_args(tiny_base, small_data, tmp_path / "straight", "--train.ema", "0.9")) == 0
 
     out = tmp_path / "resumed"
-    monkeypatch.setattr(training, "_checkpoint", stop_after_first)
-    assert main(_args(tiny_base, small_data, out, "--train.ema", "0.9")) == 130
-    assert (out / "checkpoint" / training.EMA_FILE).is_file()
-    monkeypatch.setattr(training, "_checkpoint", real_checkpoint)
-    assert main(_args(tiny_base, small_data, out, "--train.ema", "0.9", "--resume")) == 0
-    straight, _, resumed = made
-    assert resumed.updates == straight.updates
-    for n, s in straight.shadow.items():
-        assert torch.allclose(resumed.shadow[n], s, atol=1e-6), n
+    with training_callbacks(monkeypatch, stop_after_epoch(1)):
+        assert main(_args(tiny_base, small_data, out, "--train.ema", "0.9")) == 130
+    assert (out / "checkpoint" / EMA_FILE).is_file()
+    with training_callbacks(monkeypatch, resumed):
+        assert main(_args(tiny_base, small_data, out, "--train.ema", "0.9", "--resume")) == 0
+    assert resumed.average.updates == straight.average.updates
+    for n, s in straight.average.shadow.items():
+        assert torch.allclose(resumed.average.shadow[n], s, atol=1e-6), n
+
+    def scores(run: str) -> dict:  # the interrupted run ends where the straight one did
+        m = json.loads((tmp_path / run / "metrics.json").read_text())
+        return {k: m[k] for k in ("best_epoch", "validation")} | {
+            "history": [{k: h[k] for k in ("epoch", "step", "padding_fraction", "validation_f1")} for h in m["history"]]}
+
+    assert scores("resumed") == scores("straight")
 
 
 def test_bad_ema_value(capsys, tmp_path, tiny_base, small_data):

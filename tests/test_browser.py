@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nerkit.serve_process import start_server, stop_server
+from nerkit.serve.process import start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 

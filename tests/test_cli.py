@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, stop_after_epoch, training_callbacks
 from nerkit.cli import build_parser, main
 
 
@@ -184,21 +184,11 @@ def test_model_folder_loads_in_transformers_pipeline(trained_model_dir):
 
 
 def test_resume_continues_run(capsys, monkeypatch, tmp_path, tiny_base, small_data):
-    import nerkit.training as training
-
     out = tmp_path / "run"
-    real_checkpoint = training._checkpoint
-
-    def stop_after_first(acc, ckpt_dir, state, *rest):
-        real_checkpoint(acc, ckpt_dir, state, *rest)
-        if state["epoch"] == 1:
-            raise KeyboardInterrupt  # the run is killed right after epoch 1's checkpoint
-
-    monkeypatch.setattr(training, "_checkpoint", stop_after_first)
-    assert main(_train_args(tiny_base, small_data, out, "--epochs", "2")) == 130
+    with training_callbacks(monkeypatch, stop_after_epoch(1)):  # killed right after epoch 1's checkpoint
+        assert main(_train_args(tiny_base, small_data, out, "--epochs", "2")) == 130
     assert (out / "checkpoint" / "trainer_state.json").is_file()
     assert not (out / "metrics.json").exists()
-    monkeypatch.setattr(training, "_checkpoint", real_checkpoint)
 
     assert main(_train_args(tiny_base, small_data, out, "--epochs", "2", "--resume")) == 0
     m = json.loads((out / "metrics.json").read_text())

@@ -34,10 +34,11 @@ def _cfg(overrides: dict[str, object]):
 
 def test_tiny_bert_learns_conll(conll_dir, conll_tiny, tmp_path):
     from nerkit.corpus import load_splits
-    from nerkit.encoding import Encoder
-    from nerkit.evaluation import evaluate_corpus
+    from nerkit.engine.predictor import Predictor
+    from nerkit.evaluation import evaluate
+    from nerkit.folder import ModelMeta
     from nerkit.model import build_model
-    from nerkit.training import limit_corpus, train
+    from nerkit.train import limit_corpus, train
 
     overrides = {"model.name": conll_tiny, "data.dir": conll_dir, "output": tmp_path / "run",
                  "data.limit_train": 2000, "data.limit_eval": 300, "data.context": 128, "model.shapes": "on",
@@ -49,8 +50,8 @@ def test_tiny_bert_learns_conll(conll_dir, conll_tiny, tmp_path):
     splits = load_splits(conll_dir)
     val = limit_corpus(splits.validation, 300)
     model, tok = build_model(str(conll_tiny), splits.labels, shapes=True)
-    enc = Encoder(tok, splits.labels, max_length=128, context=128, shapes=True)
-    untrained = 100 * evaluate_corpus(model.eval(), enc, val).conlleval.micro.f1
+    meta = ModelMeta(labels=splits.labels, max_length=128, context=128, shapes=True)
+    untrained = 100 * evaluate(Predictor.from_model(model, tok, meta, device="cpu"), val).conlleval.micro.f1
 
     metrics = train(cfg)
     trained = 100 * metrics["validation"]["conlleval"]["micro"]["f1"]

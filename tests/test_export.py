@@ -11,8 +11,8 @@ pytest.importorskip("onnxruntime")
 
 import nerkit  # noqa: E402
 from nerkit.cli import main  # noqa: E402
-from nerkit.export import FP32_FILE, INT8_FILE, ONNX_DIR  # noqa: E402
-from nerkit.model import ModelError  # noqa: E402
+from nerkit.errors import ModelError  # noqa: E402
+from nerkit.folder import FP32_FILE, INT8_FILE, ONNX_DIR  # noqa: E402
 
 TEXTS = [
     "John Smith works for Acme Corp in New York. Mary Jones lives in Paris.",
@@ -78,3 +78,15 @@ def test_missing_or_corrupt_onnx(tmp_path, exported):
 def test_export_usage_error(capsys, exported):
     assert main(["export", str(exported)]) == 2
     assert "pass --onnx" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_evaluate_an_exported_model(capsys, exported, synthetic_dir, backend):
+    """`nerkit evaluate --backend onnx|onnx-int8` scores the exported file through the same Predictor."""
+    args = ["evaluate", str(exported), "--data", str(synthetic_dir / "test.txt"), "--json", "--quiet"]
+    assert main(args) == 0
+    want = json.loads(capsys.readouterr().out)["test.txt"]["conlleval"]["micro"]["f1"]
+    assert main([*args, "--backend", backend]) == 0
+    got = json.loads(capsys.readouterr().out)["test.txt"]["conlleval"]["micro"]["f1"]
+    assert want > 0.9
+    assert got == pytest.approx(want, abs=0.0 if backend == "onnx" else 0.02)

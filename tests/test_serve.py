@@ -303,8 +303,31 @@ def test_settings_reject_nonsense():
         ServeSettings(max_chars=0)
     with pytest.raises(ValueError, match="request_timeout_s"):
         ServeSettings(request_timeout_s=0)
-    s = ServeSettings(max_wait_ms=2.5, micro_batching=False)
-    assert ServeSettings.from_json(s.to_json()) == s
+    from nerkit.serve import ServeConfig
+    from nerkit.settings import PredictorSettings
+
+    c = ServeConfig(ServeSettings(max_wait_ms=2.5, micro_batching=False), PredictorSettings(backend="onnx-int8"))
+    assert ServeConfig.from_json(c.to_json()) == c
+
+
+def test_serve_settings_from_a_file_and_options(tmp_path):
+    """`nerkit serve --config FILE` reads [serve] and [predictor]; options override the file; the old
+    flat flags are the keys' unique short names."""
+    import argparse
+
+    from nerkit.config import add_options, from_args
+    from nerkit.serve import ServeConfig
+
+    f = tmp_path / "serve.toml"
+    f.write_text('[serve]\nport = 9001\nmax_wait_ms = 10\n[predictor]\nbackend = "onnx-int8"\n')
+    p = argparse.ArgumentParser(allow_abbrev=False)  # as the CLI's
+    add_options(p, ServeConfig)
+    ns, extra = p.parse_known_args(["--config", str(f), "--max-wait-ms", "7", "--no-batching", "--timeout", "3"])
+    c = from_args(ServeConfig, ns, extra)
+    assert (c.serve.port, c.serve.max_wait_ms, c.serve.micro_batching, c.serve.request_timeout_s) == (9001, 7.0, False, 3.0)
+    assert c.predictor.backend == "onnx-int8" and c.serve.max_chars == ServeSettings().max_chars
+    with pytest.raises(ValueError, match="unknown key 'max_wait' .*did you mean 'max_wait_ms'"):
+        from_args(ServeConfig, *p.parse_known_args(["--max_wait", "3"]))
 
 
 # ------------------------------------------------------------------------------------------ the CLI
@@ -350,7 +373,23 @@ def test_serve_exits_2_when_the_port_is_taken(trained_model_dir, capsys):
         port = taken.getsockname()[1]
         assert main(["serve", str(trained_model_dir), "--port", str(port)]) == 2
     err = capsys.readouterr().err
-    assert f"--port {port}" in err and "in use" in err, err
+    assert "port" in err and f"cannot listen on 127.0.0.1:{port}" in err and "in use" in err, err
+
+
+def test_check_port_names_the_field():
+    from nerkit.errors import PortError
+    from nerkit.serve import check_port
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(PortError, match=f"^port: cannot listen on 127.0.0.1:{port}: .*in use") as e:
+            check_port("127.0.0.1", port)
+    assert e.value.field == "port"
+    with pytest.raises(PortError) as e:
+        check_port("no-such-host.invalid", port)
+    assert e.value.field == "host" and "'no-such-host.invalid'" in str(e.value)
 
 
 def test_serve_rejects_bad_options(tmp_path, capsys):

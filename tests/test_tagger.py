@@ -11,7 +11,7 @@ import pytest
 import nerkit
 from conftest import synthetic_sentences
 from nerkit.cli import main
-from nerkit.model import ModelError
+from nerkit.errors import ModelError
 from nerkit.schemes import spans as iob2_spans
 
 
@@ -35,7 +35,7 @@ def test_spans_with_offsets(tagger):
 def test_score_is_mean_word_probability(tagger):
     text = "Peter Brown joined Google ."
     (tagged,) = tagger.tag_texts([text])
-    _, probs = tagger._tag_documents([[[w.text for w in s] for s in tagged.sentences]])
+    probs = tagger.predictor.predict([[[w.text for w in s] for s in tagged.sentences]]).probs
     per = tagged.spans[0]
     assert per.text == "Peter Brown"
     assert per.score == pytest.approx(float(probs[0][:2].mean()), abs=1e-4)
@@ -65,12 +65,12 @@ def test_pipe_streams_in_input_order(tagger):
 def test_call_cost_changes_the_passes_not_the_result(trained_model_dir):
     t = nerkit.load(str(trained_model_dir), device="cpu")
     calls = []
-    run = t.backend.run
-    t.backend.run = lambda batch: calls.append(tuple(batch["input_ids"].shape)) or run(batch)
+    run = t.predictor.backend.logits
+    t.predictor.backend.logits = lambda batch: calls.append(tuple(batch["input_ids"].shape)) or run(batch)
     texts = ["Olga Chen lives in Lima ."] * 4 + ["it rained all week and " * 12 + "Olga Chen left ."] * 2
     got = {}
     for cost in (0, 8, 10_000):
-        t.call_cost, calls[:] = cost, []
+        t.predictor, calls[:] = t.predictor.with_budget(call_cost=cost), []
         got[cost] = (t.tag_texts(texts), list(calls))
     assert len(got[0][1]) == 1 and len(got[10_000][1]) == 1  # no pricing, or calls dearer than padding
     assert len(got[8][1]) == 2  # long and short texts in passes of their own
@@ -86,18 +86,18 @@ def test_tag_words(tagger):
 
 
 def test_same_tags_as_evaluation(tagger, trained_model_dir, synthetic_dir):
-    """The tagger and `nerkit evaluate` share one path from words to tags."""
+    """The tagger (small text budget) and evaluation (a corpus budget, its own Predictor) give the same
+    tags: batching changes how windows are grouped, never which tag a word gets."""
     from nerkit.corpus import read_conll
-    from nerkit.encoding import Encoder
+    from nerkit.engine.predictor import Predictor
     from nerkit.evaluation import predict_corpus
-    from nerkit.model import load_model
 
     corpus = read_conll(synthetic_dir / "test.txt")
-    model, tok, meta = load_model(trained_model_dir)
-    expected = predict_corpus(model, Encoder(tok, meta.labels, meta.max_length, meta.context, meta.shapes), corpus)
+    expected = predict_corpus(Predictor.from_dir(trained_model_dir, device="cpu"), corpus)
     docs = [[s.words for s in d.sentences] for d in corpus.documents]
     got = [t for doc in tagger.tag_documents(docs) for t in doc]
     assert got == expected
+    assert sum(t != "O" for sent in got for t in sent) > 100
 
 
 def test_long_document_20000_words(tagger):
@@ -108,7 +108,7 @@ def test_long_document_20000_words(tagger):
     gold = [t for s in sents for _, t in s][:20000]
     tags = tagger.tag_words(words)
     assert len(tags) == len(words) == 20000
-    windows = [(f.word_indices[0], f.word_indices[-1] + 1) for f in tagger.encoder.encode([[words]])]
+    windows = [(f.word_indices[0], f.word_indices[-1] + 1) for f in tagger.predictor.encoder.encode([[words]])]
     assert len(windows) > 100
     cut = {e for e in iob2_spans(gold) if any(e.start < b < e.end for _, b in windows)}
     assert cut, "some entity must straddle a window edge"
@@ -120,13 +120,15 @@ def test_long_document_20000_words(tagger):
 
 def test_document_context_windows_cover_every_word(trained_model_dir):
     """With document context, sentences are packed into shared windows and each keeps its own tags."""
-    from nerkit.inference import torch_backend
+    from nerkit.engine.backends import TorchBackend
+    from nerkit.engine.predictor import Predictor
+    from nerkit.folder import ModelFolder
     from nerkit.model import load_model
     from nerkit.tagger import Tagger
 
-    model, tok, meta = load_model(trained_model_dir)
-    meta.context = 48
-    tagger = Tagger(torch_backend(model, "cpu"), tok, meta)
+    folder = ModelFolder(trained_model_dir)
+    folder.meta.context = 48
+    tagger = Tagger(Predictor(TorchBackend(load_model(folder), "cpu"), folder.tokenizer, folder.meta))
     text = " ".join(" ".join(w for w, _ in s) for s in synthetic_sentences(300, seed=7))
     (tagged,) = tagger.tag_texts([text])
     assert len(tagged.sentences) > 100
@@ -219,7 +221,7 @@ def test_predict_stdin(capsys, monkeypatch, trained_model_dir):
 
 
 @pytest.mark.parametrize("argv", [
-    ["predict", "MODEL", "--batch-size", "0", "x"],
+    ["predict", "MODEL", "--batch-size", "-1", "x"],
     ["predict", "MODEL", "--bogus", "x"],
     ["predict", "MODEL", "-i", "/nonexistent/file.txt"],
     ["predict", "/nonexistent/model", "x"],

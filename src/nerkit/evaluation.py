@@ -1,17 +1,14 @@
-"""A corpus and a model -> predicted tags -> entity-level reports."""
+"""A Predictor and a gold corpus -> predicted tags -> entity-level reports (metrics.py stays pure)."""
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
 
-import torch
 from tqdm.auto import tqdm
 
 from .corpus import Corpus
-from .decoding import decode
-from .encoding import Encoder
-from .inference import word_log_probs
+from .engine.predictor import Predictor
 from .metrics import Report, entity_report
 
 
@@ -25,22 +22,23 @@ class Evaluation:
         return {"conlleval": self.conlleval.to_dict(), "strict": self.strict.to_dict()}
 
 
-def predict_corpus(model, encoder: Encoder, corpus: Corpus, constrained: bool = True,
-                   device: torch.device | str = "cpu", max_tokens: int = 16384,
-                   desc: str | None = None) -> list[list[str]]:
-    feats = encoder.encode_corpus(corpus, train=False)
-    sents = corpus.sentences
-    bar = tqdm(total=len(feats), desc=desc, unit="win", leave=False, disable=desc is None or not sys.stderr.isatty())
-    logps = word_log_probs(model, feats, [len(s.words) for s in sents], encoder.tokenizer.pad_token_id,
-                           device=device, max_tokens=max_tokens, progress=bar.update)
-    bar.close()
-    labels = model.labels
-    return [decode(lp, labels, constrained) for lp in logps]
+def predict_corpus(predictor: Predictor, corpus: Corpus, desc: str | None = None) -> list[list[str]]:
+    """Tags for every sentence of the corpus, documents kept together. desc: a progress bar's label
+    (shown on a terminal only)."""
+    docs = [[s.words for s in d.sentences] for d in corpus.documents]
+    bar = tqdm(desc=desc, unit="win", leave=False, disable=desc is None or not sys.stderr.isatty())
+
+    def tick(k: int, total: int) -> None:
+        bar.total = total
+        bar.update(k)
+
+    try:
+        return predictor.predict(docs, progress=tick).tags
+    finally:
+        bar.close()
 
 
-def evaluate_corpus(model, encoder: Encoder, corpus: Corpus, constrained: bool = True,
-                    device: torch.device | str = "cpu", max_tokens: int = 16384,
-                    desc: str | None = None) -> Evaluation:
-    pred = predict_corpus(model, encoder, corpus, constrained, device, max_tokens, desc)
+def evaluate(predictor: Predictor, corpus: Corpus, desc: str | None = None) -> Evaluation:
+    pred = predict_corpus(predictor, corpus, desc)
     gold = [s.tags for s in corpus.sentences]
     return Evaluation(pred, entity_report(gold, pred), entity_report(gold, pred, strict=True))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-from . import atomic
+from .atomic import write_text
 from .schemes import spans
 
 
@@ -80,4 +80,4 @@ def conll_lines(words: list[list[str]], gold: list[list[str]], pred: list[list[s
 
 
 def write_predictions(path, words, gold, pred) -> None:
-    atomic.write_text(path, conll_lines(words, gold, pred))
+    write_text(path, conll_lines(words, gold, pred))

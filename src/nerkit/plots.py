@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 
-from . import atomic
+from .atomic import write_bytes
 
 
 def _figure():
@@ -20,7 +20,7 @@ def _figure():
 def _save(fig, path: str | os.PathLike) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    atomic.write_bytes(path, buf.getvalue())
+    write_bytes(path, buf.getvalue())
 
 
 def training_curves(losses: list[list[float]], history: list[dict], path: str | os.PathLike) -> None:

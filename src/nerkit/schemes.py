@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import NerkitError
+
 OUTSIDE = "O"
 _TAG = re.compile(r"^([BIESLU])-(\S+)$")
 
@@ -30,7 +32,7 @@ SCHEMES: dict[str, Scheme] = {
 }
 
 
-class TagError(ValueError):
+class TagError(NerkitError):
     """A tag that does not fit the scheme; the caller adds file and line from `index`."""
 
     def __init__(self, message: str, index: int = 0):

@@ -21,7 +21,8 @@ def start_server(model_dir: str | Path, port: int, *extra: str, timeout: float =
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"nerkit serve exited with {proc.returncode}: {proc.stdout.read()}")
+            out = proc.stdout.read() if proc.stdout else ""
+            raise RuntimeError(f"nerkit serve exited with {proc.returncode}: {out}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
                 if r.status == 200:

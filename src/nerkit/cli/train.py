@@ -1,0 +1,51 @@
+"""`nerkit train` and `nerkit export`: the commands that write model folders."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import UsageError
+from ..settings import Config
+from .common import command
+
+
+def register(sub) -> None:
+    t = command(sub, "train", Config, run_train, "fine-tune a model, then evaluate it on validation and test",
+                description="Train with a config file; every setting can be given as --section.key VALUE "
+                            "(e.g. --train.lr 1e-4, or --lr 1e-4 where the last part is unique).",
+                model_dir=False)
+    t.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    x = command(sub, "export", None, run_export, "write an ONNX model (optionally int8) into the model folder",
+                description="Export to MODEL_DIR/onnx/model.onnx for onnxruntime; --int8 also writes "
+                            "model.int8.onnx with dynamic int8 quantization. Use them with "
+                            "`--backend onnx|onnx-int8` in predict, evaluate, errors and serve.")
+    x.add_argument("--onnx", action="store_true", help="export to ONNX")
+    x.add_argument("--int8", action="store_true", help="also write a dynamically int8-quantized model")
+    x.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+
+
+def run_train(args: argparse.Namespace, extra: list[str]) -> int:
+    from ..config import from_args
+    from ..train import train
+
+    cfg = from_args(Config, args, extra)
+    metrics = train(cfg, resume=args.resume)
+    if metrics:
+        parts = [f"{name} F1 {100 * metrics[name]['conlleval']['micro']['f1']:.2f}"
+                 for name in ("validation", "test") if name in metrics]
+        print(f"done: {', '.join(parts)} | model in {Path(cfg.output) / 'model'}")
+    return 0
+
+
+def run_export(args: argparse.Namespace, extra: list[str]) -> int:
+    from ..export import export_onnx
+
+    if not (args.onnx or args.int8):
+        raise UsageError("nothing to export: pass --onnx (and --int8 for the quantized model too)")
+    result = export_onnx(args.model_dir, int8=args.int8, opset=args.opset)
+    for path in (result.fp32, result.int8):
+        if path is not None:
+            print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    print(f"onnxruntime vs torch: max |logit difference| {result.max_abs_diff:.2e}")
+    return 0

@@ -1,0 +1,1 @@
+"""Running a model: one Predictor, whatever runs the network (torch or onnxruntime)."""

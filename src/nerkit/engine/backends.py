@@ -1,0 +1,128 @@
+"""What runs the network: torch, or onnxruntime on a file `nerkit export` wrote (fp32 or int8).
+
+A backend takes a padded batch (input_ids, attention_mask and, for a shape-embedding model, shape_ids)
+and returns (batch, tokens, labels) logits. Everything before and after that is the Predictor's.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
+
+from ..errors import ModelError, first_line
+
+if TYPE_CHECKING:  # torch loads with the first backend, not with the settings that name one
+    import numpy as np
+    import torch
+
+    from ..folder import ModelFolder, ModelMeta
+
+BackendName = Literal["torch", "onnx", "onnx-int8"]
+BACKENDS: tuple[str, ...] = get_args(BackendName)
+
+
+class Backend(Protocol):
+    num_labels: int
+    with_shapes: bool  # the network takes shape_ids
+
+    def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | np.ndarray: ...
+
+
+class TorchBackend:
+    """A NerModel on a device. Runs it in eval mode under inference_mode, and gives it back in the mode it
+    was in, so the trainer can evaluate the model it is training."""
+
+    def __init__(self, model, device: torch.device | str = "cpu"):
+        self.model, self.device = model, device
+        self.num_labels = model.config.num_labels
+        self.with_shapes = model.shape_embedding is not None
+
+    def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        import torch
+
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                return self.model(**{k: v.to(self.device) for k, v in batch.items()}).logits
+        finally:
+            if was_training:
+                self.model.train()
+
+
+def default_device(device: str | None = None) -> str:
+    """The device asked for, else cuda when there is one."""
+    import torch
+
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ModelError("the ONNX backend needs onnxruntime and onnx: pip install 'nerkit[onnx]'",
+                         field="backend") from None
+    return onnxruntime
+
+
+def _threads() -> int:
+    """onnxruntime threads: NERKIT_THREADS, else what torch uses (its default is the physical cores)."""
+    import torch
+
+    env = os.environ.get("NERKIT_THREADS")
+    return int(env) if env and env.isdigit() and int(env) > 0 else torch.get_num_threads()
+
+
+def onnx_session(path: Path):
+    ort = onnxruntime()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = _threads()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own types for a truncated or foreign file
+        raise ModelError(f"{path}: cannot load the ONNX model: {first_line(e, 200)}") from None
+
+
+def session_logits(session, batch: dict[str, torch.Tensor]) -> np.ndarray:
+    wanted = {i.name for i in session.get_inputs()}
+    feed = {k: v.numpy() for k, v in batch.items() if k in wanted}
+    return session.run(["logits"], feed)[0]
+
+
+class OnnxBackend:
+    """An onnxruntime session over an exported file; checks that the graph fits the model folder."""
+
+    def __init__(self, path: Path, meta: ModelMeta):
+        self.session = onnx_session(path)
+        inputs = {i.name for i in self.session.get_inputs()}
+        if ("shape_ids" in inputs) != meta.shapes:
+            raise ModelError(f"{path}: the graph {'takes' if 'shape_ids' in inputs else 'lacks'} shape_ids but "
+                             f"nerkit.json says shapes={meta.shapes}; re-export with `nerkit export --onnx`")
+        out = self.session.get_outputs()[0].shape
+        if isinstance(out[-1], int) and out[-1] != len(meta.labels):
+            raise ModelError(f"{path}: the graph has {out[-1]} labels, the model folder {len(meta.labels)}; "
+                             "re-export with `nerkit export --onnx`")
+        self.num_labels, self.with_shapes = len(meta.labels), meta.shapes
+
+    def logits(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
+        return session_logits(self.session, batch)
+
+
+def open_backend(folder: ModelFolder, backend: str = "torch", device: str | None = None) -> Backend:
+    """The named backend over a model folder. torch loads the weights; onnx and onnx-int8 the exported file
+    (checked to exist before anything slow)."""
+    if backend not in BACKENDS:
+        raise ModelError(f"{backend!r} is not one of {', '.join(BACKENDS)}", field="backend")
+    if backend == "torch":
+        from ..model import load_model
+
+        dev = default_device(device)
+        return TorchBackend(load_model(folder, device=dev), dev)
+    path = folder.onnx_file(int8=backend == "onnx-int8")
+    return OnnxBackend(path, folder.meta)

@@ -1,0 +1,202 @@
+"""Everything a run needs before its first step: precision, Accelerate, the log, the data, the model and
+its encoder, the batches, the optimiser and the schedule."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..batching import Collator, LengthBucketSampler
+from ..corpus import Corpus, Document, Splits, load_splits, resolve_data_dir
+from ..encoding import Encoder
+from ..folder import ModelMeta, max_length_for
+from ..model import NerModel, build_model, is_cased
+from ..settings import Config
+
+log = logging.getLogger("nerkit")
+
+
+def limit_corpus(corpus: Corpus, n: int) -> Corpus:
+    """The first n sentences, documents kept whole up to the cut."""
+    if n <= 0:
+        return corpus
+    docs, left = [], n
+    for d in corpus.documents:
+        if left <= 0:
+            break
+        docs.append(Document(d.sentences[:left]))
+        left -= len(docs[-1].sentences)
+    return Corpus(corpus.path, docs, corpus.has_documents, corpus.scheme)
+
+
+class TrainData:
+    """The training windows, their length-bucketed batches and the loader over them. With jitter, every
+    epoch re-cuts the document-context windows at its own seeded offsets."""
+
+    def __init__(self, encoder: Encoder, corpus: Corpus, cfg: Config, jitter: bool, pad_mult: int):
+        self.encoder, self.corpus, self.seed, self.jitter = encoder, corpus, cfg.train.seed, jitter
+        self.features, self._cut = self._encode(0), 0
+        self.sampler = LengthBucketSampler([len(f) for f in self.features], cfg.train.batch_size,
+                                           cfg.train.max_tokens, pad_mult, seed=cfg.train.seed)
+        collate = Collator(encoder.tokenizer.pad_token_id, pad_mult, with_shapes=encoder.shapes)
+        self.loader: Any = DataLoader(self.features, batch_sampler=self.sampler, collate_fn=collate)  # type: ignore[arg-type]
+
+    def _encode(self, epoch: int) -> list:
+        rng = random.Random(self.seed * 1000 + epoch) if self.jitter else None
+        return self.encoder.encode_corpus(self.corpus, train=True, jitter=rng)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+        if self.jitter and epoch != self._cut:  # same list object: the loader sees the new windows
+            self.features[:], self._cut = self._encode(epoch), epoch
+            self.sampler.set_lengths([len(f) for f in self.features])
+        self.loader.set_epoch(epoch)  # keeps Accelerate's own epoch counter in step after --resume
+
+
+@dataclass
+class Run:
+    """What setup() built: fixed for the whole run."""
+
+    cfg: Config
+    out: Path
+    acc: Any  # accelerate.Accelerator
+    precision: str
+    main: bool  # the process that evaluates and writes
+    model: Any  # the model as Accelerate prepared it (wrapped under several processes)
+    unwrapped: NerModel
+    tokenizer: Any
+    meta: ModelMeta
+    evals: dict[str, Corpus]  # validation and test, as limited by data.limit_eval
+    data: TrainData
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    total_steps: int
+
+
+def precision_for(cfg: Config) -> str:
+    if cfg.train.precision != "auto":
+        if cfg.train.precision != "no" and not torch.cuda.is_available():
+            log.warning("train.precision=%s needs CUDA; training in fp32 on the CPU", cfg.train.precision)
+            return "no"
+        return cfg.train.precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+def setup_logging(out: Path, main: bool) -> None:
+    log.setLevel(logging.INFO)
+    for h in list(log.handlers):  # an earlier run in this process (tests, notebooks) left its handlers
+        h.close()
+        log.removeHandler(h)
+    log.propagate = False
+    if not main:
+        return
+    fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+    for h in (logging.StreamHandler(sys.stderr), logging.FileHandler(out / "train.log")):
+        h.setFormatter(fmt)
+        log.addHandler(h)
+
+
+def optimizer_for(model: NerModel, cfg: Config) -> torch.optim.Optimizer:
+    """AdamW over four groups: body or head (which may take train.head_lr), with or without weight decay."""
+    head = {id(p) for p in model.head_parameters()}
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        no_decay = p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name or "shape_embedding" in name
+        groups.setdefault((id(p) in head, no_decay), []).append(p)
+    head_lr = cfg.train.head_lr or cfg.train.lr
+    params = [
+        {"params": ps, "lr": head_lr if is_head else cfg.train.lr,
+         "weight_decay": 0.0 if no_decay else cfg.train.weight_decay}
+        for (is_head, no_decay), ps in groups.items()
+    ]
+    return torch.optim.AdamW(params, lr=cfg.train.lr)
+
+
+def _model(cfg: Config, splits: Splits) -> tuple[NerModel, Any, Encoder, ModelMeta]:
+    """The fresh model, its tokenizer, and the encoding choices (shapes, context, length) it trains with."""
+    labels = splits.labels
+    model, tokenizer = build_model(cfg.model.name, labels, shapes=False)
+    cased = is_cased(tokenizer)
+    shapes = cfg.model.shapes == "on" or (cfg.model.shapes == "auto" and not cased)
+    if cfg.model.shapes == "on" and cased:
+        log.warning("model.shapes=on with a cased tokenizer: the shape embedding is kept, but the "
+                    "tokenizer already sees case, so expect little gain")
+    if shapes:
+        model = type(model)(model.hf, shapes=True)
+    context = cfg.data.context
+    if context and not splits.train.has_documents:
+        log.warning("data.context=%d but %s has no -DOCSTART- documents: encoding sentence by sentence "
+                    "instead", context, splits.train.path)
+        context = 0
+    max_length = cfg.model.max_length or max_length_for(tokenizer, model.config)
+    encoder = Encoder(tokenizer, labels, max_length=max_length, context=context, shapes=shapes)
+    meta = ModelMeta(labels=labels, max_length=max_length, context=context, shapes=shapes,
+                     constrained=cfg.decode.constrained, train_config=cfg.to_dict())
+    return model, tokenizer, encoder, meta
+
+
+def _accelerator(cfg: Config):
+    from accelerate import Accelerator
+
+    precision = precision_for(cfg)
+    # Several processes (torchrun / accelerate launch --multi_gpu) on a machine without CUDA: Accelerate
+    # only sets up gloo (MULTI_CPU) when told cpu=True; otherwise every process thinks it is the main one
+    # and they all write, and race on, the same run folder.
+    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    acc = Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.train.grad_accum,
+                      cpu=multi_cpu)
+    return acc, precision
+
+
+def setup(cfg: Config) -> Run:
+    """Accelerate, the run folder and its log, the seeded model, data, optimiser and schedule, prepared."""
+    from accelerate.utils import set_seed
+    from transformers import get_linear_schedule_with_warmup
+
+    out = Path(cfg.output)
+    acc, precision = _accelerator(cfg)
+    main = acc.is_main_process
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    acc.wait_for_everyone()
+    setup_logging(out, main)
+    set_seed(cfg.train.seed)
+
+    splits = load_splits(resolve_data_dir(cfg.data.dir), cfg.data.train or None, cfg.data.validation or None,
+                         cfg.data.test or None, cfg.data.scheme)
+    train_c = limit_corpus(splits.train, cfg.data.limit_train)
+    evals = {name: limit_corpus(c, cfg.data.limit_eval) for name, c in splits.items()}
+    model, tokenizer, encoder, meta = _model(cfg, splits)
+    jitter = cfg.data.jitter and bool(meta.context)
+    if cfg.data.jitter and not meta.context:
+        log.warning("data.jitter re-cuts document-context windows, and context is off: ignored")
+
+    pad_mult = cfg.train.pad_to_multiple_of or (8 if acc.device.type == "cuda" else 1)
+    data = TrainData(encoder, train_c, cfg, jitter, pad_mult)
+    steps_per_epoch = math.ceil(len(data.sampler) / cfg.train.grad_accum)
+    total_steps = steps_per_epoch * cfg.train.epochs
+    if cfg.train.max_steps:
+        total_steps = min(total_steps, cfg.train.max_steps)
+    optimizer = optimizer_for(model, cfg)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.train.warmup_ratio * total_steps), total_steps)
+    model, optimizer, data.loader, scheduler = acc.prepare(model, optimizer, data.loader, scheduler)
+
+    log.info("nerkit: %s | %d labels | %d train sentences -> %d windows | context=%s shapes=%s | "
+             "device=%s precision=%s processes=%d | %d steps", cfg.model.name, len(splits.labels),
+             len(train_c.sentences), len(data.features), meta.context or "off", meta.shapes, acc.device,
+             precision, acc.num_processes, total_steps)
+    return Run(cfg, out, acc, precision, main, model, acc.unwrap_model(model), tokenizer, meta, evals, data,
+               optimizer, scheduler, total_steps)
