@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .engine.backends import BackendName
+from .engine.budget import CORPUS_BUDGET
 
 SchemeName = Literal["auto", "iob1", "iob2", "iobes", "bilou", "io"]
 
@@ -69,7 +70,7 @@ class TrainSection:
     precision: Literal["auto", "bf16", "fp16", "no"] = opt(
         "auto", "auto: bf16/fp16 on CUDA, fp32 on the CPU")
     pad_to_multiple_of: int = opt(0, "pad batches to a multiple of this; 0: 8 on CUDA, 1 on the CPU")
-    eval_max_tokens: int = opt(16384, "token budget per batch when evaluating", positive=True)
+    eval_max_tokens: int = opt(CORPUS_BUDGET.max_tokens, "token budget per batch when evaluating", positive=True)
     max_steps: int = opt(0, "stop after this many optimiser steps (tests); 0: run all epochs")
     log_every: int = opt(50, "log the loss every N optimiser steps", positive=True)
     progress: bool = opt(True, "progress bars on a terminal")
