@@ -45,14 +45,23 @@ class TrainData:
     def __init__(self, encoder: Encoder, corpus: Corpus, cfg: Config, jitter: bool, pad_mult: int):
         self.encoder, self.corpus, self.seed, self.jitter = encoder, corpus, cfg.train.seed, jitter
         self.features, self._cut = self._encode(0), 0
-        self.sampler = LengthBucketSampler([len(f) for f in self.features], cfg.train.batch_size,
-                                           cfg.train.max_tokens, pad_mult, seed=cfg.train.seed)
+        self._batching = (cfg.train.batch_size, cfg.train.max_tokens, pad_mult)
+        self.sampler = LengthBucketSampler([len(f) for f in self.features], *self._batching, seed=cfg.train.seed)
         collate = Collator(encoder.tokenizer.pad_token_id, pad_mult, with_shapes=encoder.shapes)
         self.loader: Any = DataLoader(self.features, batch_sampler=self.sampler, collate_fn=collate)  # type: ignore[arg-type]
 
     def _encode(self, epoch: int) -> list:
         rng = random.Random(self.seed * 1000 + epoch) if self.jitter else None
         return self.encoder.encode_corpus(self.corpus, train=True, jitter=rng)
+
+    def batches_in_epoch(self, epoch: int) -> int:
+        """How many batches the sampler will give in that epoch: with jitter the windows, and so the
+        batches, differ from epoch to epoch, so each epoch is cut as it will be (the windows only counted)."""
+        if not self.jitter or epoch == self._cut:
+            return len(self.sampler)
+        sampler = LengthBucketSampler([len(f) for f in self._encode(epoch)], *self._batching, seed=self.seed)
+        sampler.set_epoch(epoch)
+        return len(sampler)
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
@@ -186,8 +195,9 @@ def setup(cfg: Config) -> Run:
 
     pad_mult = cfg.train.pad_to_multiple_of or (8 if acc.device.type == "cuda" else 1)
     data = TrainData(encoder, train_c, cfg, jitter, pad_mult)
-    steps_per_epoch = math.ceil(len(data.sampler) / cfg.train.grad_accum)
-    total_steps = steps_per_epoch * cfg.train.epochs
+    # The schedule is sized from the batches the sampler will really give, epoch by epoch (with jitter
+    # they differ), so the decay reaches zero at the last step, not before it.
+    total_steps = sum(math.ceil(data.batches_in_epoch(e) / cfg.train.grad_accum) for e in range(cfg.train.epochs))
     if cfg.train.max_steps:
         total_steps = min(total_steps, cfg.train.max_steps)
     optimizer = optimizer_for(model, cfg)
