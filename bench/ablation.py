@@ -26,6 +26,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from machine import machine
+
 PLAIN = {"model.shapes": "off", "data.context": "0", "data.jitter": "false", "decode.constrained": "false",
          "train.lr": "5e-5", "train.warmup_ratio": "0", "train.weight_decay": "0", "train.head_lr": "0",
          "train.epochs": "3", "train.max_tokens": "0", "train.batch_size": "32", "train.ema": "0"}
@@ -173,7 +175,7 @@ def main() -> None:
     for row, r in table.items():
         print(f"| {row} | {cell(r['validation'])} | {cell(r['test'])} | {statistics.mean(r['train_seconds']) / 60:.1f} "
               f"| {' '.join(map(str, r['seeds']))} | {r.pop('shown')} |")
-    print(json.dumps({"bench": "ablation", "seeds": args.seeds, "rows": table}))
+    print(json.dumps({"bench": "ablation", "machine": machine(), "seeds": args.seeds, "rows": table}))
 
 
 if __name__ == "__main__":

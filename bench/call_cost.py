@@ -13,6 +13,8 @@ import json
 import random
 import time
 
+from machine import describe, machine
+
 import nerkit
 from nerkit.corpus import find_split_file, read_conll, resolve_data_dir
 from nerkit.engine.predictor import TEXT_BUDGET
@@ -32,6 +34,7 @@ def main() -> None:
     random.Random(0).shuffle(sents)
     sents = sents[: args.sentences]
     tagger = nerkit.load(args.model, device="cpu")
+    print(describe(), flush=True)
     result = {}
     for n in args.groups:
         groups = [sents[i : i + n] for i in range(0, len(sents), n)]
@@ -46,7 +49,7 @@ def main() -> None:
             print(f"groups of {n:3d}, call_cost {cost:3d}: {ms[cost]:7.1f} ms per group", flush=True)
         result[str(n)] = {"ms_padded": round(ms[0], 1), "ms_priced": round(ms[CALL_COST_TOKENS], 1),
                           "speedup": round(ms[0] / ms[CALL_COST_TOKENS], 2)}
-    print(json.dumps({"bench": "call_cost", "call_cost": CALL_COST_TOKENS, "groups": result}))
+    print(json.dumps({"bench": "call_cost", "machine": machine(), "call_cost": CALL_COST_TOKENS, "groups": result}))
 
 
 if __name__ == "__main__":

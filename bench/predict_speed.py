@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -164,6 +163,8 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=0, help="first N sentences only (smoke runs)")
     args = ap.parse_args()
 
+    from machine import describe, machine
+
     from nerkit.corpus import find_split_file, read_conll, resolve_data_dir
     from nerkit.export import export_onnx
     from nerkit.folder import FP32_FILE, INT8_FILE, ONNX_DIR, ModelFolder
@@ -188,7 +189,7 @@ def main() -> int:
     print(f"model {model_dir} | context {meta.get('context')} | shapes {meta.get('shapes')} | "
           f"{len(texts)} sentences from {args.data}, each its own text | batch size: pipeline {args.batch_size}, "
           f"nerkit {args.nerkit_batch_size or 'default'} | "
-          f"{os.cpu_count()} CPUs, torch threads default", flush=True)
+          f"{describe()}, torch threads default", flush=True)
 
     from nerkit.engine.predictor import TEXT_BUDGET
 
@@ -236,6 +237,8 @@ def main() -> int:
         print("\n".join(cmp_same["examples"][:10]))
 
     figures = {
+        "bench": "predict_speed",
+        "machine": machine(),
         "sentences": len(texts),
         "sent_per_s": {k: round(v, 1) for k, v in sps.items()},
         "torch_vs_pipeline": round(sps["torch"] / sps["pipeline"], 2),

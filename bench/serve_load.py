@@ -155,6 +155,9 @@ def main() -> None:
     if not Path(args.model).exists():
         sys.exit(f"serve_load: model {args.model} not found (train it, or pass --model)")
     sentences = test_sentences(args.data)
+    from machine import describe, machine
+
+    print(f"{describe()}")
     print(f"serve_load: {args.model} | {len(sentences)} test sentences | {args.clients} clients x "
           f"{args.duration:g} s per mode | server threads {args.threads or 'default'} | 127.0.0.1 | "
           f"cpus {os.cpu_count()} | load average before {os.getloadavg()[0]:.2f}", flush=True)
@@ -174,7 +177,7 @@ def main() -> None:
                "p99_on_lt_500ms": 0 <= on["p99_ms"] < 500}
     print(f"micro-batching: {ratio} x throughput; p99 {on['p99_ms']} ms vs {off['p99_ms']} ms; targets "
           + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in targets.items()))
-    print(json.dumps({"bench": "serve_load", "model": args.model, "clients": args.clients,
+    print(json.dumps({"bench": "serve_load", "machine": machine(), "model": args.model, "clients": args.clients,
                       "duration_s": args.duration, "max_wait_ms": args.max_wait_ms,
                       "server_threads": args.threads, "loadavg_1m_after": round(os.getloadavg()[0], 2), **results,
                       "throughput_ratio": ratio,

@@ -164,7 +164,10 @@ def main() -> None:
     if args.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
-    print(f"train_speed: {args.sentences} sentences, model {args.model}, {args.device}, precision {args.precision}")
+    from machine import describe, machine
+
+    print(f"train_speed: {args.sentences} sentences, model {args.model}, {args.device}, precision {args.precision}"
+          f" | {describe()}")
     recipe = _child(run_recipe, args)
     print("run_ner recipe:", json.dumps(recipe))
     ours = _child(run_nerkit, args)
@@ -178,7 +181,7 @@ def main() -> None:
         ratios["peak_gpu_ratio"] = round(ours["peak_gpu_mb"] / recipe["peak_gpu_mb"], 3)
     print(f"nerkit epoch time = {ratios['epoch_time_ratio']:.2f} x recipe; padding {100 * ours['padding_fraction']:.1f}% "
           f"vs {100 * recipe['padding_fraction']:.1f}%; peak memory {ratios['peak_rss_ratio']:.2f} x")
-    print(json.dumps({"bench": "train_speed", "device": args.device, "precision": args.precision,
+    print(json.dumps({"bench": "train_speed", "machine": machine(), "device": args.device, "precision": args.precision,
                       "sentences": args.sentences, "recipe": recipe, "nerkit": ours, **ratios}))
 
 
