@@ -32,9 +32,53 @@ def test_make_batches_cover_and_respect_limits(seed, batch_size, max_tokens, mul
         assert 1 <= len(b) <= batch_size
         if max_tokens and len(b) > 1:
             assert _padded(lengths, b, mult) <= max_tokens
-    if max_tokens:  # greedy: the next item would not have fitted
-        full = [b for b in batches if len(b) < batch_size]
-        assert len(full) >= len(batches) - 1
+
+
+def _fits(lengths: list[int], batch: list[int], batch_size: int, max_tokens: int, mult: int) -> bool:
+    return len(batch) <= batch_size and (len(batch) == 1 or not max_tokens
+                                         or _padded(lengths, batch, mult) <= max_tokens)
+
+
+def _fewest_batches(lengths: list[int], batch_size: int, max_tokens: int, mult: int) -> int:
+    """Least number of contiguous batches of the longest-first order that respect the limits (by DP)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    best = [0] + [len(order) + 1] * len(order)  # best[j]: fewest batches for the first j items
+    for j in range(1, len(order) + 1):
+        for i in range(j):
+            if _fits(lengths, order[i:j], batch_size, max_tokens, mult):
+                best[j] = min(best[j], best[i] + 1)
+    return best[-1]
+
+
+@pytest.mark.parametrize("batch_size, max_tokens, mult", [(64, 1000, 1), (64, 1000, 8), (1000, 300, 8), (5, 400, 1),
+                                                          (8, 0, 1), (3, 50, 4)])
+def test_make_batches_are_full_under_a_budget(batch_size, max_tokens, mult):
+    """Greedy filling: in longest-first order each batch takes items until the next one would break
+    batch_size or max_tokens, so no batch could take the first item of the next one, and there are
+    as few batches as any contiguous cut of that order allows."""
+    lengths = _lengths(200, seed=3)
+    batches = make_batches(lengths, batch_size, max_tokens, mult)
+    assert any(len(b) > 1 for b in batches)  # the budget really lets batches hold several items
+    for b, nxt in zip(batches, batches[1:]):
+        assert _fits(lengths, b, batch_size, max_tokens, mult)
+        assert not _fits(lengths, b + nxt[:1], batch_size, max_tokens, mult), (b, nxt)
+    fewest = _fewest_batches(lengths, batch_size, max_tokens, mult)
+    assert len(batches) == fewest
+    profile = sorted(sorted(lengths[i] for i in b) for b in batches)
+    for seed in (0, 5):  # a seed breaks ties and shuffles the batches, but cuts the same lengths
+        shuffled = make_batches(lengths, batch_size, max_tokens, mult, seed=seed)
+        assert sorted(sorted(lengths[i] for i in b) for b in shuffled) == profile
+
+
+def test_make_batches_budget_hand_worked():
+    # longest first: 50 40 | 30 30 30 | 10 10 10 10 10 ; budget 100 tokens, at most 5 items
+    lengths = [10, 30, 50, 10, 30, 10, 40, 10, 30, 10]
+    assert [[lengths[i] for i in b] for b in make_batches(lengths, batch_size=5, max_tokens=100)] == [
+        [50, 40], [30, 30, 30], [10, 10, 10, 10, 10]]
+    assert make_batches(lengths, batch_size=5, max_tokens=100) == [[2, 6], [1, 4, 8], [0, 3, 5, 7, 9]]
+    # padded to multiples of 16: 64 x 2 > 100; 48 x 2 = 96 fits, 48 x 3 does not; 32 x 3 = 96 fits
+    batches = make_batches(lengths, batch_size=5, max_tokens=100, pad_to_multiple_of=16)
+    assert [[lengths[i] for i in b] for b in batches] == [[50], [40, 30], [30, 30, 10], [10, 10, 10, 10]]
 
 
 def test_make_batches_single_long_item_gets_own_batch():

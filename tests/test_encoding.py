@@ -159,6 +159,27 @@ def _check(features: list[Feature], docs, tags, limit: int, tokenizer, context: 
     assert owned == expected  # every word owned exactly once
     if train:
         assert sum(len(f.positions) for f in features) == sum(expected.values())
+    _check_most_central(features, sentences)
+
+
+def _check_most_central(features: list[Feature], sentences: list[list[str]]) -> None:
+    """The window that owns a word is one where it sits most centrally: the fewest sub-words on its
+    nearer side is largest there. A sentence that fits whole in a window is placed as one unit."""
+    margins: dict[tuple[int, int], list[tuple[int, bool]]] = {}
+    for f in features:
+        ends = f.positions[1:] + [len(f) - 1]  # one [CLS] before the words, one [SEP] after them
+        in_window = Counter(f.sentence_ids)
+        for k, (s, w) in enumerate(zip(f.sentence_ids, f.word_indices)):
+            if in_window[s] == len(sentences[s]):  # the whole sentence is here: its first and last word
+                first = f.sentence_ids.index(s)
+                last = first + len(sentences[s]) - 1
+            else:
+                first = last = k
+            margin = min(f.positions[first] - 1, len(f) - 1 - ends[last])
+            margins.setdefault((s, w), []).append((margin, f.owned[k]))
+    for word, cands in margins.items():
+        owner = [m for m, own in cands if own]
+        assert owner == [max(m for m, _ in cands)], (word, cands)
 
 
 @pytest.mark.parametrize("context", [False, True])
@@ -182,6 +203,18 @@ def test_context_packs_sentences(tokenizer):
     feats = Encoder(tokenizer, LABELS, context=64).encode(docs, tags)
     assert [f.sentence_ids for f in feats] == [[0, 0, 1, 2, 2], [3]]
     assert [f.word_indices for f in feats] == [[0, 1, 0, 0, 1], [0]]
+
+
+def test_sentence_owned_whole_by_its_most_central_window(tokenizer):
+    """Budget 8 sub-words, sentences of 4, 3, 1 and 4 one-piece words: windows [s0 s1 s2] and [s1 s2 s3].
+    s1 sits 1 from the edge of the first window and 0 from the edge of the second: the first owns all of
+    it (word by word its last word would go to the second); s2 sits 0 from the edge of the first, 3 in
+    the second: the second owns it."""
+    docs = [[["John", "lives", "in", "Paris"], ["it", "rained", "."], ["Mary"], ["it", "rained", "all", "week"]]]
+    assert all(len(_pieces(tokenizer, w)) == 1 for s in docs[0] for w in s)
+    feats = Encoder(tokenizer, LABELS, context=10).encode(docs)
+    assert [f.sentence_ids for f in feats] == [[0, 0, 0, 0, 1, 1, 1, 2], [1, 1, 1, 2, 3, 3, 3, 3]]
+    assert [f.owned for f in feats] == [[True] * 7 + [False], [False] * 3 + [True] * 5]
 
 
 def test_plan_windows_respects_budget():

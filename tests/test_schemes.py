@@ -42,9 +42,12 @@ def test_split_tag():
         ("iobes", "B-ORG E-ORG S-ORG", "B-ORG I-ORG B-ORG"),
         ("iobes", "S-PER I-PER E-PER", "B-PER B-PER I-PER"),
         ("iobes", "B-PER E-PER E-PER", "B-PER I-PER B-PER"),
+        # S- always opens an entity, even right after an unclosed one of the same type
+        ("iobes", "B-PER I-PER S-PER E-PER", "B-PER I-PER B-PER B-PER"),
         # BILOU: U- is one word, L- is last.
         ("bilou", "U-PER B-LOC I-LOC L-LOC U-LOC", "B-PER B-LOC I-LOC I-LOC B-LOC"),
         ("bilou", "B-ORG L-ORG O U-MISC", "B-ORG I-ORG O B-MISC"),
+        ("bilou", "B-LOC U-LOC I-LOC", "B-LOC B-LOC B-LOC"),
         # IO: adjacent same-type tokens merge into one entity, a type change splits.
         ("io", "I-PER I-PER I-LOC O I-LOC I-LOC", "B-PER I-PER B-LOC O B-LOC I-LOC"),
         ("io", "O O", "O O"),

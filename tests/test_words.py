@@ -26,7 +26,16 @@ def texts(text: str) -> list[str]:
     ("mail a@b.com or www.x.org/p?q=1.", ["mail", "a@b.com", "or", "www.x.org/p?q=1", "."]),
 ])
 def test_conll_style_words(text, expected):
-    assert texts(text) == expected
+    words = split_words(text)
+    assert [w.text for w in words] == expected
+    for w in words:  # split, joined or given a period, every word still points at itself in the text
+        assert text[w.start : w.end] == w.text, w
+
+
+def test_offsets_hand_worked():
+    text = "Mr. Li won't go.  U.S. firms"
+    assert split_words(text) == [("Mr.", 0, 3), ("Li", 4, 6), ("wo", 7, 9), ("n't", 9, 12), ("go", 13, 15),
+                                 (".", 15, 16), ("U.S.", 18, 22), ("firms", 23, 28)]
 
 
 def test_unicode_words_stay_whole():
@@ -75,6 +84,20 @@ def test_sentences():
     ]
     assert split_sentences("") == []
     assert len(split_sentences("it rained in the U.S. all week . and then")) == 1
+
+
+def test_sentence_words_keep_text_offsets():
+    """Sentences only group the words: offsets stay relative to the whole text, not to the sentence."""
+    text = "Anna left.\n\n  Then Olga Chen (Mr. Li's aide) came! Rain."
+    sents = split_sentences(text)
+    assert [[w.text for w in s] for s in sents] == [
+        ["Anna", "left", "."], ["Then", "Olga", "Chen", "(", "Mr.", "Li", "'s", "aide", ")", "came", "!"],
+        ["Rain", "."]]
+    assert [w for s in sents for w in s] == split_words(text)
+    assert sents[1][0] == ("Then", 14, 18) and sents[2][0] == ("Rain", 51, 55)
+    for s in sents:
+        for w in s:
+            assert text[w.start : w.end] == w.text
 
 
 def test_matches_conll_tokenisation(conll_dir):
