@@ -1,5 +1,5 @@
-"""Shared fixtures: the CoNLL data (skipped when ../shared is absent), a synthetic corpus that is always
-there, a tiny random BERT, and a tiny model trained on the synthetic corpus."""
+"""Shared fixtures: the CoNLL data (found as the library finds it; skipped when absent, a failure under CI),
+a synthetic corpus that is always there, a tiny random BERT, and a tiny model trained on the synthetic corpus."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("NERKIT_DATA_ROOT", REPO.parent / "shared" / "data"))
 
 FIRST = ["John", "Mary", "Peter", "Anna", "Ahmed", "Li", "Carlos", "Olga"]
 LAST = ["Smith", "Jones", "Brown", "Garcia", "Chen", "Ivanova", "Okafor", "Muller"]
@@ -86,12 +85,35 @@ def training_callbacks(monkeypatch, *callbacks):
         yield
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def shared_dataset(name: str, probe: str) -> Path:
+    """The dataset folder `name`, found exactly as `--data name` finds it (nerkit.corpus.resolve_data_dir:
+    $NERKIT_DATA_ROOT, then ../shared/data beside the working directory and beside the checkout), holding
+    `probe`. Missing: the test is skipped, except under CI (CI=true), where the data must be there and the
+    test fails, so that a data test cannot quietly stop running."""
+    from nerkit.corpus import data_roots, resolve_data_dir
+    from nerkit.errors import CorpusError
+
+    try:
+        d = resolve_data_dir(name)
+    except CorpusError:
+        d = None
+    if d is None or not (d / probe).is_file():
+        where = f"{d} has no {probe}" if d is not None else f"no {name}/ folder"
+        msg = (f"{name} not found: {where} (looked in {', '.join(dict.fromkeys(str(r) for r in data_roots()))}; "
+               f"put the data in ../shared/data or set NERKIT_DATA_ROOT)")
+        if in_ci():
+            pytest.fail(f"CI=true and the data this test needs is missing: {msg}", pytrace=False)
+        pytest.skip(msg)
+    return d
+
+
 @pytest.fixture(scope="session")
 def conll_dir() -> Path:
-    d = SHARED_DATA / "conll2003"
-    if not (d / "eng.train").is_file():
-        pytest.skip("CoNLL-2003 not found in ../shared/data (set NERKIT_DATA_ROOT)")
-    return d
+    return shared_dataset("conll2003", "eng.train")
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +164,4 @@ def trained_model_dir(trained_run) -> Path:
 
 @pytest.fixture(scope="session")
 def wnut_dir() -> Path:
-    d = SHARED_DATA / "wnut17"
-    if not (d / "wnut17train.conll").is_file():
-        pytest.skip("WNUT-17 not found in ../shared/data (set NERKIT_DATA_ROOT)")
-    return d
+    return shared_dataset("wnut17", "wnut17train.conll")

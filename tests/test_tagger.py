@@ -36,16 +36,24 @@ def test_score_is_mean_word_probability(tagger):
     text = "Peter Brown joined Google ."
     (tagged,) = tagger.tag_texts([text])
     probs = tagger.predictor.predict([[[w.text for w in s] for s in tagged.sentences]]).probs
-    per = tagged.spans[0]
-    assert per.text == "Peter Brown"
-    assert per.score == pytest.approx(float(probs[0][:2].mean()), abs=1e-4)
+    assert [(s.label, s.text) for s in tagged.spans] == [("PER", "Peter Brown"), ("ORG", "Google")]
+    per, org = tagged.spans
+    assert per.score == pytest.approx(float(probs[0][:2].mean()), abs=1e-4)  # words 0-1
+    assert org.score == pytest.approx(float(probs[0][3]), abs=1e-4)  # word 3
+    assert 0.5 < per.score < 1 and 0.5 < org.score < 1  # measured: 0.98 each
 
 
 def test_empty_and_odd_text(tagger):
     assert tagger("") == [] and tagger("   \n ") == []
-    for text in ["Mary Jones\x00 lives in\ud800 Paris\x1b[0m.", "\ufeffPeter\u200bBrown in Tokyo", "!!! ??? ...",
-                 "\U0001f600 Anna Chen " * 3]:
-        for s in tagger(text):
+    for text, expected in [
+        ("Mary Jones\x00 lives in\ud800 Paris\x1b[0m.", [("PER", 0, 10), ("LOC", 22, 27)]),
+        ("\ufeffPeter\u200bBrown in Tokyo", [("PER", 1, 12), ("LOC", 16, 21)]),  # zero-width space: one word
+        ("!!! ??? ...", []),
+        ("\U0001f600 Anna Chen " * 3, [("PER", 2, 11), ("PER", 14, 23), ("PER", 26, 35)]),
+    ]:
+        got = tagger(text)
+        assert [(s.label, s.start, s.end) for s in got] == expected, text
+        for s in got:
             assert text[s.start : s.end] == s.text
     with pytest.raises(TypeError):
         tagger(None)  # type: ignore[arg-type]
@@ -59,6 +67,8 @@ def test_pipe_streams_in_input_order(tagger):
         yield from texts
 
     assert list(tagger.pipe(lazy(), batch_size=3)) == one_by_one
+    assert [[(s.label, s.text) for s in spans] for spans in one_by_one] == [
+        [("PER", "Olga Chen"), ("LOC", "Lima")]] * 20 + [[]]
     assert list(tagger.pipe([], batch_size=8)) == []
 
 
@@ -76,6 +86,8 @@ def test_call_cost_changes_the_passes_not_the_result(trained_model_dir):
     assert len(got[8][1]) == 2  # long and short texts in passes of their own
     assert sum(n * L for n, L in got[8][1]) < sum(n * L for n, L in got[0][1])
     assert got[0][0] == got[8][0] == got[10_000][0]
+    assert [[(s.label, s.text) for s in t.spans] for t in got[0][0]] == [
+        [("PER", "Olga Chen"), ("LOC", "Lima")]] * 4 + [[("PER", "Olga Chen")]] * 2
 
 
 def test_tag_words(tagger):
@@ -97,7 +109,9 @@ def test_same_tags_as_evaluation(tagger, trained_model_dir, synthetic_dir):
     docs = [[s.words for s in d.sentences] for d in corpus.documents]
     got = [t for doc in tagger.tag_documents(docs) for t in doc]
     assert got == expected
-    assert sum(t != "O" for sent in got for t in sent) > 100
+    # and both are right: the tiny model tags this split perfectly (measured: 279 entity tags, all gold)
+    assert got == [s.tags for s in corpus.sentences]
+    assert sum(t != "O" for sent in got for t in sent) == 279
 
 
 def test_long_document_20000_words(tagger):
@@ -109,13 +123,15 @@ def test_long_document_20000_words(tagger):
     tags = tagger.tag_words(words)
     assert len(tags) == len(words) == 20000
     windows = [(f.word_indices[0], f.word_indices[-1] + 1) for f in tagger.predictor.encoder.encode([[words]])]
-    assert len(windows) > 100
+    assert len(windows) > 300  # measured: 326
     cut = {e for e in iob2_spans(gold) if any(e.start < b < e.end for _, b in windows)}
-    assert cut, "some entity must straddle a window edge"
+    assert len(cut) > 30, "entities must straddle window edges"  # measured: 37
     predicted = set(iob2_spans(tags))
     assert cut <= predicted
     gold_set = set(iob2_spans(gold))
-    assert len(gold_set & predicted) / len(gold_set) > 0.98
+    # measured over three tiny vocabularies: 5084 of the 5085 gold entities found; 5096-5133 predicted
+    assert len(gold_set & predicted) / len(gold_set) > 0.999
+    assert len(gold_set & predicted) / len(predicted) > 0.985
 
 
 def test_document_context_windows_cover_every_word(trained_model_dir):
@@ -129,11 +145,21 @@ def test_document_context_windows_cover_every_word(trained_model_dir):
     folder = ModelFolder(trained_model_dir)
     folder.meta.context = 48
     tagger = Tagger(Predictor(TorchBackend(load_model(folder), "cpu"), folder.tokenizer, folder.meta))
-    text = " ".join(" ".join(w for w, _ in s) for s in synthetic_sentences(300, seed=7))
+    sents = synthetic_sentences(300, seed=7)
+    text = " ".join(" ".join(w for w, _ in s) for s in sents)
     (tagged,) = tagger.tag_texts([text])
-    assert len(tagged.sentences) > 100
-    assert [len(t) for t in tagged.tags] == [len(s) for s in tagged.sentences]
-    assert sum(s.label == "PER" for s in tagged.spans) > 50
+    # the splitter breaks after "." before a capital: a template sentence that starts in lower case
+    # ("it rained in ...") runs on from the one before (300 sentences -> 261)
+    lengths: list[int] = []
+    for s in sents:
+        if lengths and s[0][0][0].islower():
+            lengths[-1] += len(s)
+        else:
+            lengths.append(len(s))
+    assert [len(s) for s in tagged.sentences] == lengths and len(lengths) == 261
+    assert [len(t) for t in tagged.tags] == lengths
+    gold_per = sum(e.type == "PER" for s in sents for e in iob2_spans([t for _, t in s]))
+    assert sum(s.label == "PER" for s in tagged.spans) == gold_per == 175  # measured: every PER, no more
     for s in tagged.spans:
         assert text[s.start : s.end] == s.text
 
@@ -203,7 +229,10 @@ def test_predict_folder_conll_and_pretty(capsys, tmp_path, trained_model_dir):
     conll.write_text(out)
     corpus = read_conll(conll)
     assert len(corpus.documents) == 2
-    assert corpus.sentences[0].words == ["Anna", "Chen", "visited", "Tokyo", "."]
+    assert [(s.words, s.tags) for s in corpus.sentences] == [
+        (["Anna", "Chen", "visited", "Tokyo", "."], ["B-PER", "I-PER", "O", "B-LOC", "O"]),
+        (["She", "met", "John", "Smith", "."], ["O", "O", "B-PER", "I-PER", "O"]),
+        (["Siemens", "opened", "an", "office", "in", "Berlin", "."], ["B-ORG", "O", "O", "O", "O", "B-LOC", "O"])]
     rc, out, _ = run_cli(capsys, "predict", str(trained_model_dir), "-f", "pretty", "Olga Muller lives in Lima.")
     assert rc == 0 and "[Olga Muller](PER) lives in [Lima](LOC)." in out
 
