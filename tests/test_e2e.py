@@ -152,6 +152,8 @@ def test_two_process_accelerate(tmp_path, tiny_base):
     assert [len(s) for s in sizes] == [8] * epochs and all(len(set(s)) > 1 for s in sizes)  # measured
     steps = list(itertools.accumulate(math.ceil(len(s) / 2) for s in sizes))
     assert [h["step"] for h in m2["history"]] == steps == [h["step"] for h in m1["history"]]
+    # the schedule was sized for exactly those optimiser steps (the log's "N steps")
+    assert f"processes=2 | {steps[-1]} steps" in (two / "train.log").read_text()
 
     # The result: the same validation F1 after every epoch (measured: 0, 17.86, 76.92, 89.32, 92.31, 98.04,
     # 98.04, 98.04), the same best model, the same weights (measured: identical to the bit; the bound

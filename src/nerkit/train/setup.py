@@ -88,7 +88,7 @@ class Run:
     data: TrainData
     optimizer: torch.optim.Optimizer
     scheduler: Any
-    total_steps: int
+    total_steps: int  # optimiser steps the run will take
 
 
 def precision_for(cfg: Config) -> str:
@@ -196,12 +196,16 @@ def setup(cfg: Config) -> Run:
     pad_mult = cfg.train.pad_to_multiple_of or (8 if acc.device.type == "cuda" else 1)
     data = TrainData(encoder, train_c, cfg, jitter, pad_mult)
     # The schedule is sized from the batches the sampler will really give, epoch by epoch (with jitter
-    # they differ), so the decay reaches zero at the last step, not before it.
-    total_steps = sum(math.ceil(data.batches_in_epoch(e) / cfg.train.grad_accum) for e in range(cfg.train.epochs))
+    # they differ), so the decay reaches zero at the last step, not before it. Each of N processes takes
+    # every N-th batch, and Accelerate's prepared scheduler advances N times per optimiser step.
+    procs = acc.num_processes
+    total_steps = sum(math.ceil(math.ceil(data.batches_in_epoch(e) / procs) / cfg.train.grad_accum)
+                      for e in range(cfg.train.epochs))
     if cfg.train.max_steps:
         total_steps = min(total_steps, cfg.train.max_steps)
     optimizer = optimizer_for(model, cfg)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.train.warmup_ratio * total_steps), total_steps)
+    scheduled = total_steps * procs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.train.warmup_ratio * scheduled), scheduled)
     model, optimizer, data.loader, scheduler = acc.prepare(model, optimizer, data.loader, scheduler)
 
     log.info("nerkit: %s | %d labels | %d train sentences -> %d windows | context=%s shapes=%s | "
