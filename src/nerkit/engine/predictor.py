@@ -6,6 +6,7 @@ predict here, so a tag is the same tag whichever of them asked for it.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -67,8 +68,7 @@ class Predictor:
 
     def with_budget(self, **changes: int) -> Predictor:
         """The same model under another budget (nothing is loaded again)."""
-        other = object.__new__(Predictor)
-        other.__dict__.update(self.__dict__)
+        other = copy.copy(self)
         other.budget = replace(self.budget, **changes)
         return other
 
