@@ -273,3 +273,9 @@ def test_import_nerkit_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parent)
     assert out.stdout.strip() == "False"
+
+
+def test_unknown_backend_is_named(trained_model_dir):
+    """An unknown backend fails as such, before anything looks for its files."""
+    with pytest.raises(ModelError, match="^backend: 'tensorrt' is not one of torch, onnx, onnx-int8$"):
+        nerkit.load(str(trained_model_dir), backend="tensorrt")

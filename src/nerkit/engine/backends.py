@@ -114,11 +114,15 @@ class OnnxBackend:
         return session_logits(self.session, batch)
 
 
+def check_name(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ModelError(f"{backend!r} is not one of {', '.join(BACKENDS)}", field="backend")
+
+
 def open_backend(folder: ModelFolder, backend: str = "torch", device: str | None = None) -> Backend:
     """The named backend over a model folder. torch loads the weights; onnx and onnx-int8 the exported file
     (checked to exist before anything slow)."""
-    if backend not in BACKENDS:
-        raise ModelError(f"{backend!r} is not one of {', '.join(BACKENDS)}", field="backend")
+    check_name(backend)
     if backend == "torch":
         from ..model import load_model
 

@@ -19,7 +19,7 @@ from ..decoding import decode
 from ..encoding import Encoder, Feature
 from ..folder import ModelFolder, ModelMeta
 from ..schemes import split_tag
-from .backends import Backend, TorchBackend, default_device, open_backend
+from .backends import Backend, TorchBackend, check_name, default_device, open_backend
 from .budget import CORPUS_BUDGET, TEXT_BUDGET, Budget
 
 __all__ = ["CORPUS_BUDGET", "TEXT_BUDGET", "Budget", "Prediction", "Predictor"]
@@ -57,6 +57,7 @@ class Predictor:
         """backend: torch, onnx or onnx-int8 (the files `nerkit export` writes). device (torch only):
         cpu, cuda, ...; default cuda when available."""
         folder = model_dir if isinstance(model_dir, ModelFolder) else ModelFolder(model_dir)
+        check_name(backend)
         folder.check(backend)  # a missing file or broken folder fails before the weights load
         run = open_backend(folder, backend, device)
         return cls(run, folder.tokenizer, folder.meta, constrained, budget, f"{folder.path}, {backend}")

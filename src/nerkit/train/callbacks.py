@@ -7,7 +7,6 @@ import shutil
 import sys
 import warnings
 from contextlib import AbstractContextManager
-from dataclasses import replace
 from pathlib import Path
 
 from ..atomic import replace_dir
@@ -24,7 +23,7 @@ EMA_FILE = "weight_average.pt"
 
 
 def eval_budget(t: Trainer) -> Budget:
-    return replace(CORPUS_BUDGET, max_tokens=t.run.cfg.train.eval_max_tokens)
+    return CORPUS_BUDGET.limited(max_tokens=t.run.cfg.train.eval_max_tokens)
 
 
 class WeightAveraging(Callback):
