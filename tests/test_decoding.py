@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from nerkit.decoding import _masks, _search, decode, log_softmax, viterbi
+from nerkit.decoding import _masks, _search, decode, decode_flat, log_softmax, viterbi
 from nerkit.schemes import spans, transition_mask
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
@@ -84,3 +84,19 @@ def test_log_softmax():
     out = log_softmax(x)
     np.testing.assert_allclose(np.exp(out).sum(-1), 1.0)
     assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("constrained", [True, False])
+def test_decode_flat_equals_sentence_by_sentence(constrained: bool):
+    """The batched decoder gives each sentence exactly the ids of decoding it alone, whatever the mix of
+    legal and illegal argmaxes, and with empty sentences anywhere (first, last, in a row)."""
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        lengths = rng.integers(0, 9, size=int(rng.integers(1, 30)))
+        lengths[rng.random(len(lengths)) < 0.15] = 0
+        sents = [_random_log_probs(rng, int(n), len(LABELS), sharp=1.0) for n in lengths]
+        flat = np.concatenate(sents) if sents else np.zeros((0, len(LABELS)))
+        got = decode_flat(flat, lengths, LABELS, constrained).tolist()
+        want = [LABELS.index(t) for lp in sents for t in decode(lp, LABELS, constrained)]
+        assert got == want
+    assert decode_flat(np.zeros((0, len(LABELS))), np.zeros(0, dtype=np.int64), LABELS).tolist() == []

@@ -57,3 +57,28 @@ def decode(log_probs: np.ndarray, labels: list[str], constrained: bool = True) -
         return []
     ids = viterbi(log_probs, labels) if constrained else log_probs.argmax(-1).tolist()
     return [labels[i] for i in ids]
+
+
+def decode_flat(log_probs: np.ndarray, lengths: np.ndarray, labels: list[str], constrained: bool = True) -> np.ndarray:
+    """Many sentences at once: log_probs (all words, labels) holds the sentences one after another,
+    `lengths` words each. Returns a label id per word, the same ids `viterbi` gives sentence by sentence.
+
+    The argmax and its legality are checked for every word in one pass, so only the (few) sentences
+    whose argmax breaks a constraint cost Python time."""
+    ids = log_probs.argmax(-1) if len(log_probs) else np.zeros(0, dtype=np.int64)
+    if not constrained or len(ids) == 0:
+        return ids
+    trans, start = _masks(tuple(labels))
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    sentence = np.repeat(np.arange(len(lengths)), lengths)  # sentence of each word
+    bad = np.zeros(len(lengths), dtype=bool)
+    nonempty = lengths > 0
+    bad[nonempty] = np.isinf(start[ids[starts[nonempty]]])
+    inside = sentence[1:] == sentence[:-1]  # word pairs within one sentence
+    illegal = np.isinf(trans[ids[:-1], ids[1:]]) & inside
+    bad[sentence[1:][illegal]] = True
+    for k in np.flatnonzero(bad):
+        a, b = starts[k], ends[k]
+        ids[a:b] = _search(log_probs[a:b], trans, start)
+    return ids

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
 
 IGNORE = -100
 
@@ -18,6 +21,7 @@ SHAPES = ["none", "lower", "Title", "UPPER", "miXed", "digits", "punct", "other"
 NUM_SHAPES = len(SHAPES)
 
 
+@lru_cache(maxsize=1 << 16)  # words repeat: most of a corpus's tokens are a few thousand words
 def word_shape(word: str) -> int:
     letters = [c for c in word if c.isalpha() and (c.isupper() or c.islower())]  # cased letters only
     if not letters:
@@ -116,6 +120,30 @@ def plan_windows(
     return windows
 
 
+def _owners(windows: list[tuple[int, int]], bounds: list[tuple[int, int]], counts: list[int]) -> list[int]:
+    """The window each word takes its prediction from: the one where its sentence (or, when the sentence
+    does not fit, the word itself) is farthest from either edge; the first such window on a tie."""
+    if len(windows) == 1:
+        return [0] * len(counts)  # the common case: one window owns everything
+    offsets = [0]
+    for c in counts:
+        offsets.append(offsets[-1] + c)
+    sent_of_word = [0] * len(counts)
+    for k, (a, b) in enumerate(bounds):
+        for w in range(a, b):
+            sent_of_word[w] = k
+    best: list[tuple[int, int]] = [(-1, -1)] * len(counts)  # (score, window) per word
+    for wi, (a, b) in enumerate(windows):
+        lo, hi = offsets[a], offsets[b]
+        for w in range(a, b):
+            sa, sb = bounds[sent_of_word[w]]
+            ua, ub = (sa, sb) if sa >= a and sb <= b else (w, w + 1)  # whole sentence if it fits
+            score = min(offsets[ua] - lo, hi - offsets[ub])
+            if score > best[w][0]:
+                best[w] = (score, wi)
+    return [wi for _, wi in best]
+
+
 class Encoder:
     """Turns word sequences into `Feature`s for one tokenizer and label set.
 
@@ -154,15 +182,23 @@ class Encoder:
         character) becomes the unknown token, so every word keeps a position."""
         if not streams:
             return []
-        enc = self.tokenizer(streams, is_split_into_words=True, add_special_tokens=False, verbose=False)
         out = []
-        for k, words in enumerate(streams):
-            per_word: list[list[int]] = [[] for _ in words]
-            for tok, wid in zip(enc["input_ids"][k], enc.word_ids(k)):
-                if wid is not None:
-                    per_word[wid].append(tok)
-            out.append([p[: self.budget] if p else [self.unk] for p in per_word])
+        for words, (ids, wids) in zip(streams, self._tokenize(streams)):
+            bounds = np.searchsorted(wids, np.arange(len(words) + 1)).tolist()  # word ids ascend
+            per_word = [ids[a:b][: self.budget] for a, b in zip(bounds, bounds[1:])]
+            out.append([p if p else [self.unk] for p in per_word])
         return out
+
+    def _tokenize(self, streams: list[list[str]]) -> list[tuple[list[int], np.ndarray]]:
+        """(sub-word ids, word index of each) per stream, no special tokens. The Rust tokenizer is called
+        once for the whole batch, directly when it holds no truncation or padding state of its own."""
+        rust = getattr(self.tokenizer, "backend_tokenizer", None)
+        if rust is not None and rust.truncation is None and rust.padding is None:
+            encs = rust.encode_batch(streams, is_pretokenized=True, add_special_tokens=False)
+            return [(e.ids, np.asarray(e.word_ids, dtype=np.int64)) for e in encs]
+        enc = self.tokenizer(streams, is_split_into_words=True, add_special_tokens=False, verbose=False)
+        return [(enc["input_ids"][k], np.asarray([-1 if w is None else w for w in enc.word_ids(k)], dtype=np.int64))
+                for k in range(len(streams))]
 
     def encode(
         self,
@@ -210,39 +246,23 @@ class Encoder:
     def _stream_features(self, words, sub, bounds, refs, gtags, train, lead=0) -> list[Feature]:
         counts = [len(s) for s in sub]
         windows = plan_windows(counts, bounds, self.budget, overlap=not train, lead=lead)
-        offsets = [0]
-        for c in counts:
-            offsets.append(offsets[-1] + c)
-        sent_of_word = [0] * len(words)
-        for k, (a, b) in enumerate(bounds):
-            for w in range(a, b):
-                sent_of_word[w] = k
-        best: list[tuple[int, int]] = [(-1, -1)] * len(words)  # (score, window) per word
-        for wi, (a, b) in enumerate(windows):
-            lo, hi = offsets[a], offsets[b]
-            for w in range(a, b):
-                sa, sb = bounds[sent_of_word[w]]
-                ua, ub = (sa, sb) if sa >= a and sb <= b else (w, w + 1)  # whole sentence if it fits
-                score = min(offsets[ua] - lo, hi - offsets[ub])
-                if score > best[w][0]:
-                    best[w] = (score, wi)
+        owner = _owners(windows, bounds, counts)
         feats = []
         for wi, (a, b) in enumerate(windows):
             ids, labels, shapes = list(self.prefix), [IGNORE] * len(self.prefix), [0] * len(self.prefix)
-            positions, sids, widx, owned = [], [], [], []
+            positions = []
             for w in range(a, b):
                 positions.append(len(ids))
+                n = len(sub[w])
                 ids += sub[w]
-                lab = self.label2id[gtags[w]] if gtags else IGNORE
-                labels += [lab] + [IGNORE] * (len(sub[w]) - 1)
-                shapes += [word_shape(words[w])] * len(sub[w]) if self.shapes else [0] * len(sub[w])
-                sids.append(refs[w][0])
-                widx.append(refs[w][1])
-                owned.append(best[w][1] == wi)
+                labels += [self.label2id[gtags[w]] if gtags else IGNORE] + [IGNORE] * (n - 1)
+                shapes += [word_shape(words[w]) if self.shapes else 0] * n
             ids += self.suffix
             labels += [IGNORE] * len(self.suffix)
             shapes += [0] * len(self.suffix)
-            feats.append(Feature(ids, labels, shapes, positions, sids, widx, owned))
+            span = refs[a:b]
+            feats.append(Feature(ids, labels, shapes, positions, [r[0] for r in span], [r[1] for r in span],
+                                 [o == wi for o in owner[a:b]]))
         return feats
 
     def encode_corpus(self, corpus, train: bool = False, jitter: random.Random | None = None) -> list[Feature]:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..batching import Collator, make_batches
-from ..decoding import decode
+from ..decoding import decode_flat
 from ..encoding import Encoder, Feature
 from ..folder import ModelFolder, ModelMeta
 from ..schemes import split_tag
@@ -48,7 +48,7 @@ class Predictor:
         self.encoder = Encoder.from_meta(tokenizer, meta)
         self.budget = budget
         self.description = description
-        self._index = {lab: i for i, lab in enumerate(self.labels)}
+        self._names = np.array(self.labels, dtype=object)
 
     @classmethod
     def from_dir(cls, model_dir: str | os.PathLike | ModelFolder, backend: str = "torch",
@@ -81,23 +81,29 @@ class Predictor:
         """documents[d][s][w] words -> tags and their probabilities per sentence, all documents in order.
         Sentences of a document share windows when the model was trained with document context.
         progress(k, total) is called after each model call with the windows it ran and the total."""
-        lengths = [len(s) for doc in documents for s in doc]
-        logps = self.log_probs(self.encoder.encode(documents), lengths, batch_size, progress)
-        tags, probs = [], []
-        for lp in logps:
-            t = decode(lp, self.labels, self.constrained)
-            ids = [self._index[lab] for lab in t]
-            tags.append(t)
-            probs.append(np.exp(lp[np.arange(len(ids)), ids]) if ids else np.zeros(0))
-        return Prediction(tags, probs)
+        lengths = np.array([len(s) for doc in documents for s in doc], dtype=np.int64)
+        flat = self._flat_log_probs(self.encoder.encode(documents), lengths, batch_size, progress)
+        ids = decode_flat(flat, lengths, self.labels, self.constrained)
+        probs = np.exp(flat[np.arange(len(ids)), ids])
+        names = self._names[ids].tolist()
+        ends = np.cumsum(lengths).tolist()
+        tags = [names[a:b] for a, b in zip([0, *ends[:-1]], ends)]
+        return Prediction(tags, _per_sentence(probs, lengths))
 
-    @torch.inference_mode()
     def log_probs(self, features: list[Feature], sentence_lengths: list[int], batch_size: int | None = None,
                   progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
         """Per sentence, a (words, labels) array of log-probabilities, each word taken from the window
         that owns it. Every word of every sentence gets a row."""
+        lengths = np.array(sentence_lengths, dtype=np.int64)
+        return _per_sentence(self._flat_log_probs(features, lengths, batch_size, progress), lengths)
+
+    @torch.inference_mode()
+    def _flat_log_probs(self, features: list[Feature], lengths: np.ndarray, batch_size: int | None,
+                        progress: Callable[[int, int], None] | None) -> np.ndarray:
+        """All sentences' word log-probabilities, one row per word, sentences one after another."""
         b = self.budget
-        out = [np.zeros((n, self.backend.num_labels), dtype=np.float32) for n in sentence_lengths]
+        out = np.zeros((int(lengths.sum()), self.backend.num_labels), dtype=np.float32)
+        first = np.cumsum(lengths) - lengths  # row of each sentence's first word
         collate = Collator(self.tokenizer.pad_token_id, with_shapes=self.backend.with_shapes)
         batches = make_batches([len(f) for f in features], batch_size=batch_size or b.batch_size,
                                max_tokens=b.max_tokens, call_cost=b.call_cost)
@@ -106,11 +112,23 @@ class Predictor:
             batch = collate(feats)
             batch.pop("labels")
             logits = torch.as_tensor(self.backend.logits(batch)).float()
-            logp = torch.log_softmax(logits, dim=-1).cpu().numpy()
-            for row, f in zip(logp, feats):
-                for pos, s, w, own in zip(f.positions, f.sentence_ids, f.word_indices, f.owned):
-                    if own:
-                        out[s][w] = row[pos]
+            rows, cols, dest = _owned_rows(feats, first)
+            # log-softmax only over the rows that are kept, not over padding and repeated words
+            out[dest] = torch.log_softmax(logits[rows, cols], dim=-1).cpu().numpy()
             if progress:
                 progress(len(idx), len(features))
         return out
+
+
+def _per_sentence(flat: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+    return np.split(flat, np.cumsum(lengths)[:-1]) if len(lengths) else []
+
+
+def _owned_rows(feats: list[Feature], first: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """For the words these windows own: batch row, token position, and output row (flat word index)."""
+    own = np.concatenate([np.asarray(f.owned, dtype=bool) for f in feats])
+    rows = np.repeat(np.arange(len(feats)), [len(f.positions) for f in feats])[own]
+    cols = np.concatenate([np.asarray(f.positions, dtype=np.int64) for f in feats])[own]
+    sids = np.concatenate([np.asarray(f.sentence_ids, dtype=np.int64) for f in feats])[own]
+    widx = np.concatenate([np.asarray(f.word_indices, dtype=np.int64) for f in feats])[own]
+    return torch.from_numpy(rows), torch.from_numpy(cols), first[sids] + widx
