@@ -43,7 +43,7 @@ def peak_rss_mb() -> float:
 
 # -------------------------------------------------------------------------------- children (one per way)
 
-def run_pipeline(model_dir: str, texts: list[str], batch_size: int) -> dict:
+def run_pipeline(model_dir: str, texts: list[str], batch_size: int, device: str = "cpu") -> dict:
     import warnings
 
     from transformers import pipeline
@@ -52,7 +52,8 @@ def run_pipeline(model_dir: str, texts: list[str], batch_size: int) -> dict:
     hf_logging.set_verbosity_error()
     warnings.simplefilter("ignore")
     t0 = time.perf_counter()
-    nlp = pipeline("token-classification", model=model_dir, aggregation_strategy="simple", device=-1)
+    nlp = pipeline("token-classification", model=model_dir, aggregation_strategy="simple",
+                   device=-1 if device == "cpu" else device)
     load_s = time.perf_counter() - t0
     nlp(texts[:64], batch_size=batch_size)  # warm-up
     t0 = time.perf_counter()
@@ -63,11 +64,16 @@ def run_pipeline(model_dir: str, texts: list[str], batch_size: int) -> dict:
 
 
 def run_nerkit(model_dir: str, texts: list[str], batch_size: int, backend: str,
-               documents: list | None = None, no_shapes: bool = False) -> dict:
+               documents: list | None = None, no_shapes: bool = False, device: str = "cpu",
+               dtype: str = "fp32") -> dict:
     import nerkit
 
     t0 = time.perf_counter()
-    tagger = nerkit.load(model_dir, backend=backend, device="cpu")
+    tagger = nerkit.load(model_dir, backend=backend, device=device)
+    if dtype != "fp32":  # half-precision inference (a GPU check): the torch model cast as a whole
+        import torch
+
+        tagger.predictor.backend.model.to({"bf16": torch.bfloat16, "fp16": torch.float16}[dtype])
     load_s = time.perf_counter() - t0
     list(tagger.pipe(texts[:64], batch_size=batch_size))  # warm-up
     t0 = time.perf_counter()

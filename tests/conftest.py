@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import os
-import random
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,48 +17,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 
-FIRST = ["John", "Mary", "Peter", "Anna", "Ahmed", "Li", "Carlos", "Olga"]
-LAST = ["Smith", "Jones", "Brown", "Garcia", "Chen", "Ivanova", "Okafor", "Muller"]
-CITIES = ["Paris", "London", "Berlin", "Tokyo", "Nairobi", "Lima", "New York", "Sao Paulo"]
-ORGS = ["Reuters", "Siemens", "the United Nations", "Acme Corp", "Toyota", "FIFA", "Google", "BBC"]
-MISC = ["German", "French", "Olympic", "English", "Japanese", "Christmas"]
-TEMPLATES = [
-    "{PER} lives in {LOC} .",
-    "{PER} works for {ORG} in {LOC} .",
-    "{ORG} said on Monday that {PER} will visit {LOC} .",
-    "The {MISC} team beat {ORG} 2-1 .",
-    "{PER} , a {MISC} citizen , joined {ORG} last year .",
-    "Shares of {ORG} rose 3 percent in {LOC} trading .",
-    "it rained in {LOC} and {LOC} all week .",
-]
+from nerkit.tiny import conll_text, synthetic_sentences  # noqa: E402  (after the environment above)
 
-
-def synthetic_sentences(n: int, seed: int = 0) -> list[list[tuple[str, str]]]:
-    """IOB2-tagged sentences from templates; enough signal for a tiny model to learn in seconds."""
-    rng = random.Random(seed)
-    fill = {"PER": lambda: f"{rng.choice(FIRST)} {rng.choice(LAST)}", "LOC": lambda: rng.choice(CITIES),
-            "ORG": lambda: rng.choice(ORGS), "MISC": lambda: rng.choice(MISC)}
-    out = []
-    for _ in range(n):
-        sent: list[tuple[str, str]] = []
-        for tok in rng.choice(TEMPLATES).split():
-            if tok.startswith("{") and tok.endswith("}"):
-                typ = tok[1:-1]
-                words = fill[typ]().split()
-                sent += [(w, ("B-" if i == 0 else "I-") + typ) for i, w in enumerate(words)]
-            else:
-                sent.append((tok, "O"))
-        out.append(sent)
-    return out
+__all__ = ["synthetic_sentences"]
 
 
 def write_conll(path: Path, sentences, docs_every: int = 0) -> Path:
-    lines = []
-    for i, sent in enumerate(sentences):
-        if docs_every and i % docs_every == 0:
-            lines += ["-DOCSTART- -X- -X- O", ""]
-        lines += [f"{w} NN O {t}" for w, t in sent] + [""]
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(conll_text(sentences, docs_every))
     return path
 
 

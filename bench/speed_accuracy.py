@@ -1,0 +1,159 @@
+"""Speed against accuracy: nerkit's models and backends, the HF pipeline and spaCy's CPU NER pipeline.
+
+    python bench/speed_accuracy.py --runs runs/conll03-minilm [RUN ...] [--data conll2003]
+        [--spacy runs/spacy-efficiency/model-best] [--png bench/results/speed_accuracy.png]
+
+The 3,453 CoNLL test sentences, each its words joined by spaces, are the texts for every way: raw text in,
+character spans out. Each way runs in its own fresh child process (its peak RSS is its own): the HF
+token-classification pipeline on the first run's model; for every run, nerkit torch fp32 and onnxruntime
+int8; spaCy's efficiency NER pipeline trained on the same training split (bench/spacy_ner.py holds the
+recipe). Per row: words/s and sentences/s of the timed pass, peak RSS, test F1 on whole documents as
+conlleval scores it (nerkit's scorer; spaCy tags the gold tokens, each document one Doc) and span F1 of
+the timed sentences' character spans against gold.
+
+A table, a PNG of F1 against words/s, and a last line of JSON:
+{"spacy_words_per_s": ..., "rows": [{"name", "layers", "backend", "words_per_s", "sent_per_s", "test_f1", "rss_mb"}, ...]}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from predict_speed import gold_char_spans, in_child, peak_rss_mb, run_nerkit, run_pipeline, span_f1
+
+
+def run_spacy(model: str, texts: list[str], documents: list) -> dict:
+    import spacy
+    from spacy_ner import tag_documents
+
+    t0 = time.perf_counter()
+    nlp = spacy.load(model)
+    load_s = time.perf_counter() - t0
+    list(nlp.pipe(texts[:64]))  # warm-up
+    t0 = time.perf_counter()
+    docs = list(nlp.pipe(texts, batch_size=256))
+    seconds = time.perf_counter() - t0
+    spans = [[(e.label_, e.start_char, e.end_char) for e in d.ents] for d in docs]
+    rss = peak_rss_mb()
+    return {"seconds": seconds, "load_s": load_s, "rss_mb": rss, "spans": spans,
+            "doc_tags": tag_documents(nlp, documents)}  # untimed, after the RSS reading
+
+
+def layers_of(model_dir: str) -> int:
+    return int(json.loads((Path(model_dir) / "config.json").read_text()).get("num_hidden_layers", 0))
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in rows:
+        ax.scatter(r["words_per_s"], r["test_f1"], s=36)
+        ax.annotate(r["name"], (r["words_per_s"], r["test_f1"]), textcoords="offset points", xytext=(5, 4),
+                    fontsize=8)
+    ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("words per second (raw text in, character spans out; log scale)")
+    ax.set_ylabel("test F1 (CoNLL-2003, whole documents)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", nargs="+", required=True, help="run folders (their model/) or model folders")
+    ap.add_argument("--data", default="conll2003", help="dataset folder/name or a CoNLL file (its test split)")
+    ap.add_argument("--spacy", default="runs/spacy-efficiency/model-best",
+                    help="spaCy model from `python bench/spacy_ner.py train`; 'none' skips the row")
+    ap.add_argument("--png", default="bench/results/speed_accuracy.png")
+    ap.add_argument("--device", default="cpu", help="torch device of the pipeline and nerkit torch rows (cuda: GPU)")
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="torch rows' weights")
+    ap.add_argument("--backends", nargs="+", default=["torch", "onnx-int8"], help="nerkit backends per run")
+    ap.add_argument("--limit", type=int, default=0, help="first N sentences only (smoke runs)")
+    args = ap.parse_args()
+
+    from machine import describe, machine
+
+    from nerkit.corpus import find_split_file, read_conll, resolve_data_dir
+    from nerkit.engine.predictor import TEXT_BUDGET
+    from nerkit.export import export_onnx
+    from nerkit.folder import FP32_FILE, INT8_FILE, ONNX_DIR, ModelFolder
+    from nerkit.metrics import entity_report
+
+    data = args.data if Path(args.data).is_file() else str(find_split_file(resolve_data_dir(args.data), "test"))
+    corpus = read_conll(data)
+    sents = corpus.sentences[: args.limit] if args.limit else corpus.sentences
+    texts, gold = map(list, zip(*(gold_char_spans(s.words, s.tags) for s in sents)))
+    documents = [[s.words for s in d.sentences] for d in corpus.documents] if not args.limit else [
+        [s.words for s in sents]]
+    gold_tags = [s.tags for s in sents]
+    n_words = sum(len(s.words) for s in sents)
+    models = []
+    for r in args.runs:
+        p = Path(r) / "model" if (Path(r) / "model" / "nerkit.json").is_file() else Path(r)
+        models.append(str(ModelFolder(p).path))
+    for m in models if any(b.startswith("onnx") for b in args.backends) else []:
+        if not (Path(m) / ONNX_DIR / FP32_FILE).is_file() or not (Path(m) / ONNX_DIR / INT8_FILE).is_file():
+            print(f"exporting {m} to ONNX (fp32 + int8) ...", flush=True)
+            export_onnx(m, int8=True)
+    print(f"{len(texts)} sentences ({n_words} words) from {data}, each its own text | {describe()} | "
+          f"device {args.device}, torch rows in {args.dtype}", flush=True)
+
+    rows, results = [], []
+
+    def add(name: str, layers: int | str, backend: str, res: dict) -> None:
+        row = {"name": name, "layers": layers, "backend": backend,
+               "words_per_s": round(n_words / res["seconds"], 1), "sent_per_s": round(len(texts) / res["seconds"], 1),
+               "test_f1": round(100 * entity_report(gold_tags, res["doc_tags"]).micro.f1, 2) if "doc_tags" in res else None,
+               "span_f1": round(100 * span_f1(gold, res["spans"]), 2), "rss_mb": round(res["rss_mb"])}
+        rows.append(row)
+        results.append(res)
+        print(f"  {name:<34} {row['words_per_s']:>9.0f} words/s  {row['sent_per_s']:>7.1f} sent/s  "
+              f"F1 {row['test_f1']}  span F1 {row['span_f1']}  RSS {row['rss_mb']} MB", flush=True)
+
+    pipe = in_child(run_pipeline, models[0], texts, 32, args.device)  # spans only: no test F1 on gold tokens
+    add(f"HF pipeline ({Path(models[0]).parent.name})", layers_of(models[0]), "torch", pipe)
+    for m in models:
+        name = Path(m).parent.name if Path(m).name == "model" else Path(m).name
+        for backend in args.backends:
+            add(f"nerkit {name} {backend}", layers_of(m), backend,
+                in_child(run_nerkit, m, texts, TEXT_BUDGET.batch_size, backend, documents, False, args.device,
+                         args.dtype if backend == "torch" else "fp32"))
+    spacy_wps = None
+    if args.spacy != "none":
+        if not Path(args.spacy).is_dir():
+            print(f"no spaCy model at {args.spacy}: run `python bench/spacy_ner.py train` first "
+                  "(or pass --spacy none)", file=sys.stderr)
+            return 2
+        add("spaCy efficiency NER", "cnn", "spacy", in_child(run_spacy, args.spacy, texts, documents))
+        spacy_wps = rows[-1]["words_per_s"]
+
+    print(f"\n{'way':<36}{'layers':>7}{'words/s':>10}{'sent/s':>9}{'x spaCy':>9}{'test F1':>9}{'span F1':>9}{'RSS MB':>8}")
+    for r in rows:
+        ratio = f"{r['words_per_s'] / spacy_wps:.2f}" if spacy_wps else "-"
+        print(f"{r['name']:<36}{r['layers']!s:>7}{r['words_per_s']:>10.0f}{r['sent_per_s']:>9.1f}{ratio:>9}"
+              f"{r['test_f1'] if r['test_f1'] is not None else '-':>9}{r['span_f1']:>9}{r['rss_mb']:>8}")
+    plot([r for r in rows if r["test_f1"] is not None], Path(args.png), describe())
+    print(f"\nplot: {args.png}")
+    print(json.dumps({"bench": "speed_accuracy", "machine": machine(), "sentences": len(texts), "words": n_words,
+                      "spacy_words_per_s": spacy_wps,
+                      "rows": [{k: r[k] for k in ("name", "layers", "backend", "words_per_s", "sent_per_s",
+                                                  "test_f1", "span_f1", "rss_mb")} for r in rows]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
