@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev,onnx]"
+	$(PY) -m pip install -q -e ".[dev,onnx,ray,parquet]"
 	touch $@
 
 train: install

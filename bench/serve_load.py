@@ -1,12 +1,14 @@
 """Load test of `nerkit serve`: throughput and latency with micro-batching on and off.
 
     python bench/serve_load.py [--model runs/conll03-minilm/model] [--data DIR_OR_FILE] [--clients 20]
-                               [--duration 30] [--max-wait-ms 5] [--warmup 3] [--threads 0]
+                               [--duration 30] [--max-wait-ms 5] [--warmup 3] [--threads 0] [--rounds 2]
 
 For each mode the script starts `nerkit serve` on a free 127.0.0.1 port in a child process, sends
 `--warmup` seconds of uncounted load, then `--clients` concurrent asyncio httpx clients for `--duration`
-seconds, each request one CoNLL test sentence, and stops the server. Every loop is bounded in time and
-only loopback is used. The last line is JSON.
+seconds, each request one CoNLL test sentence, and stops the server. The modes alternate and each runs
+`--rounds` times (default 2: one run on these small shared machines has ranged widely), and the smaller
+on/off ratio of the rounds is the one reported. The CPU is printed first. Every loop is bounded in time
+and only loopback is used. The last line is JSON.
 """
 
 from __future__ import annotations
@@ -149,9 +151,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds of uncounted load first")
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
     ap.add_argument("--threads", type=int, default=0, help="the server's torch threads (0: its default)")
+    ap.add_argument("--rounds", type=int, default=2, help="runs of each mode; the smaller ratio is reported")
     args = ap.parse_args()
-    if not 1 <= args.clients <= 200 or not 0 < args.duration <= 600:
-        sys.exit("serve_load: --clients must be 1-200 and --duration 0-600 s (the load stays bounded)")
+    if not 1 <= args.clients <= 200 or not 0 < args.duration <= 600 or not 1 <= args.rounds <= 5:
+        sys.exit("serve_load: --clients must be 1-200, --duration 0-600 s and --rounds 1-5 (the load stays bounded)")
     if not Path(args.model).exists():
         sys.exit(f"serve_load: model {args.model} not found (train it, or pass --model)")
     sentences = test_sentences(args.data)
@@ -161,27 +164,36 @@ def main() -> None:
     print(f"serve_load: {args.model} | {len(sentences)} test sentences | {args.clients} clients x "
           f"{args.duration:g} s per mode | server threads {args.threads or 'default'} | 127.0.0.1 | "
           f"cpus {os.cpu_count()} | load average before {os.getloadavg()[0]:.2f}", flush=True)
-    results = {}
-    for mode, batching in (("batching_on", True), ("batching_off", False)):
-        r = run_mode(args, sentences, batching)
-        results[mode] = r
-        print(f"{mode:<13} {r['throughput_rps']:>7.1f} req/s  p50 {r['p50_ms']:>6.1f} ms  p95 {r['p95_ms']:>6.1f} ms  "
-              f"p99 {r['p99_ms']:>6.1f} ms  max {r['max_ms']:>6.1f} ms  errors {r['errors']}  "
-              f"requests {r['requests']}  mean model batch {r['mean_batch']}  model {r['model_ms_per_call']} ms/call, "
-              f"busy {100 * r['model_busy']:.0f}%  cpu: server {r['server_cpu_cores']} client {r['client_cpu_cores']} cores",
-              flush=True)
-    on, off = results["batching_on"], results["batching_off"]
-    ratio = round(on["throughput_rps"] / off["throughput_rps"], 2) if off["throughput_rps"] else None
-    targets = {"zero_errors": on["errors"] == 0 and off["errors"] == 0,
+    rounds: list[dict] = []
+    for k in range(args.rounds):
+        results = {}
+        for mode, batching in (("batching_on", True), ("batching_off", False)):
+            r = run_mode(args, sentences, batching)
+            results[mode] = r
+            print(f"{mode:<13} {r['throughput_rps']:>7.1f} req/s  p50 {r['p50_ms']:>6.1f} ms  p95 {r['p95_ms']:>6.1f} ms  "
+                  f"p99 {r['p99_ms']:>6.1f} ms  max {r['max_ms']:>6.1f} ms  errors {r['errors']}  "
+                  f"requests {r['requests']}  mean model batch {r['mean_batch']}  model {r['model_ms_per_call']} ms/call, "
+                  f"busy {100 * r['model_busy']:.0f}%  cpu: server {r['server_cpu_cores']} client "
+                  f"{r['client_cpu_cores']} cores  (round {k + 1})", flush=True)
+        on, off = results["batching_on"], results["batching_off"]
+        results["throughput_ratio"] = round(on["throughput_rps"] / off["throughput_rps"], 2) if off["throughput_rps"] else None
+        rounds.append(results)
+    ratios = [r["throughput_ratio"] for r in rounds]
+    worst = min(rounds, key=lambda r: r["throughput_ratio"] if r["throughput_ratio"] is not None else -1.0)
+    ratio = worst["throughput_ratio"]
+    p99_on = max(r["batching_on"]["p99_ms"] for r in rounds)
+    targets = {"zero_errors": all(r[m]["errors"] == 0 for r in rounds for m in ("batching_on", "batching_off")),
                "throughput_ratio_ge_2": ratio is not None and ratio >= 2.0,
-               "p99_on_lt_500ms": 0 <= on["p99_ms"] < 500}
-    print(f"micro-batching: {ratio} x throughput; p99 {on['p99_ms']} ms vs {off['p99_ms']} ms; targets "
+               "p99_on_lt_500ms": 0 <= p99_on < 500}
+    print(f"micro-batching on {describe()}: {ratio} x throughput (the smaller of rounds {ratios}); worst p99 on "
+          f"{p99_on} ms vs off {max(r['batching_off']['p99_ms'] for r in rounds)} ms; targets "
           + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in targets.items()))
+    on, off = worst["batching_on"], worst["batching_off"]
     print(json.dumps({"bench": "serve_load", "machine": machine(), "model": args.model, "clients": args.clients,
                       "duration_s": args.duration, "max_wait_ms": args.max_wait_ms,
-                      "server_threads": args.threads, "loadavg_1m_after": round(os.getloadavg()[0], 2), **results,
-                      "throughput_ratio": ratio,
-                      "p99_ratio": round(on["p99_ms"] / off["p99_ms"], 3) if off["p99_ms"] > 0 else None,
+                      "server_threads": args.threads, "loadavg_1m_after": round(os.getloadavg()[0], 2),
+                      "batching_on": on, "batching_off": off, "throughput_ratio": ratio, "ratios": ratios,
+                      "rounds": rounds, "p99_ratio": round(on["p99_ms"] / off["p99_ms"], 3) if off["p99_ms"] > 0 else None,
                       "targets": targets}))
 
 

@@ -18,6 +18,7 @@ import torch
 from conftest import stop_after_epoch
 from nerkit.train import Callback, TrainState
 from nerkit.train.callbacks import EMA_FILE, STATE_FILE, WeightAveraging
+from nerkit.train.checkpoint import load_optimizer, read_json
 
 EPOCHS, STEPS_PER_EPOCH = 3, 4  # small_data: 64 training sentences, batches of 16
 
@@ -79,8 +80,10 @@ def runs(stopped, tiny_base, small_data):
     return SimpleNamespace(straight=straight, resumed=resumed, stopped=stopped.snap)
 
 
-def _load(path: Path):
-    return torch.load(path, map_location="cpu", weights_only=False)
+def _load(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
 
 
 def _assert_equal(a, b, where: str = "") -> None:
@@ -103,25 +106,33 @@ def test_checkpoint_holds_what_resume_needs(stopped):
     folder, live = stopped.folder, stopped.snap.saved[1]
     assert list(stopped.snap.saved) == [1]
     names = {p.name for p in folder.iterdir()}
-    assert {STATE_FILE, EMA_FILE, "pytorch_model.bin", "optimizer.bin", "scheduler.bin"} <= names, names
+    assert names == {STATE_FILE, EMA_FILE, "model.safetensors", "optimizer.safetensors", "optimizer.json",
+                     "scheduler.json", "rng-0.safetensors", "rng-0.json", "loop.json", "progress.json",
+                     "fingerprint.json"}, names  # tensors as safetensors, the rest JSON: no pickle
 
     state = TrainState.from_json((folder / STATE_FILE).read_text())
     assert (state.epoch, state.step) == (1, STEPS_PER_EPOCH)
     assert [(h["epoch"], h["step"]) for h in state.history] == [(1, STEPS_PER_EPOCH)]
     assert state == live["state"]
 
-    _assert_equal(_load(folder / "pytorch_model.bin"), live["weights"], "weights")  # the raw weights
-    optimizer = _load(folder / "optimizer.bin")
+    _assert_equal(_load(folder / "model.safetensors"), live["weights"], "weights")  # the raw weights
+    optimizer = load_optimizer(folder)
     assert {float(s["step"]) for s in optimizer["state"].values()} == {float(STEPS_PER_EPOCH)}
-    _assert_equal(optimizer, live["optimizer"], "optimizer")  # Adam's moments and step counts
-    scheduler = _load(folder / "scheduler.bin")
+    optimizer["param_groups"] = [dict(g, betas=list(g["betas"])) for g in optimizer["param_groups"]]
+    want = copy.deepcopy(live["optimizer"])
+    want["param_groups"] = [dict(g, betas=list(g["betas"])) for g in want["param_groups"]]
+    _assert_equal(optimizer, want, "optimizer")  # Adam's moments and step counts
+    scheduler = read_json(folder / "scheduler.json")
     assert scheduler["last_epoch"] == STEPS_PER_EPOCH
     _assert_equal(scheduler, live["scheduler"], "scheduler")
 
-    average = _load(folder / EMA_FILE)
-    assert average["updates"] == live["updates"] == STEPS_PER_EPOCH
-    _assert_equal(average["shadow"], live["average"], "average")
-    differs = [n for n, s in average["shadow"].items() if not torch.equal(s, live["weights"][n])]
+    from safetensors import safe_open
+
+    with safe_open(str(folder / EMA_FILE), "pt") as f:
+        assert int(f.metadata()["updates"]) == live["updates"] == STEPS_PER_EPOCH
+    shadow = _load(folder / EMA_FILE)
+    _assert_equal(shadow, live["average"], "average")
+    differs = [n for n, s in shadow.items() if not torch.equal(s, live["weights"][n])]
     assert differs  # the average is saved, not a copy of the raw weights
 
 
@@ -146,3 +157,105 @@ def test_resume_continues_identically(runs):
         _assert_equal(a["average"], b["average"], f"average after epoch {epoch}")
         assert a["updates"] == b["updates"] == epoch * STEPS_PER_EPOCH
     assert resumed.end["state"].step == straight.end["state"].step == EPOCHS * STEPS_PER_EPOCH
+
+
+# ------------------------------------------------------------------------------------ crash-safe folders
+
+
+class _Crash(Exception):
+    pass
+
+
+class _CrashAt:
+    """A fault_point that raises at its n-th call, leaving the folders as a kill there would."""
+
+    def __init__(self, n: int):
+        self.n, self.calls = n, 0
+
+    def __call__(self, name: str, event: str) -> None:
+        self.calls += 1
+        if self.calls == self.n:
+            raise _Crash
+
+
+def _folder(path: Path, text: str) -> Path:
+    path.mkdir(parents=True)
+    for name in ("a.json", "b.safetensors", "c.txt"):
+        (path / name).write_text(f"{text} {name}")
+    return path
+
+
+@pytest.mark.parametrize("has_old", [True, False])
+def test_a_swap_stopped_at_any_point_recovers_whole(monkeypatch, tmp_path, has_old):
+    """replace_dir stopped after each of its events in turn (as a kill would stop it: no clean-up runs),
+    then recover_dir: the folder is the complete old or new copy, and nothing else is left beside it."""
+    import nerkit.atomic as atomic
+
+    seen: list[tuple[str, str]] = []
+    monkeypatch.setattr(atomic, "fault_point", lambda name, event: seen.append((name, event)))
+    if has_old:
+        _folder(tmp_path / "probe" / "ckpt", "old")
+    atomic.replace_dir(_folder(tmp_path / "probe" / ".ckpt.tmp-1", "new"), tmp_path / "probe" / "ckpt")
+    assert seen.count(("ckpt", "sync")) == 3 and seen.count(("ckpt", "rename")) == 2 + has_old
+    for stop in range(1, len(seen) + 1):
+        root = tmp_path / str(stop)
+        dst = root / "ckpt"
+        if has_old:
+            _folder(dst, "old")
+        monkeypatch.setattr(atomic, "fault_point", _CrashAt(stop))
+        with pytest.raises(_Crash):
+            atomic.replace_dir(_folder(root / ".ckpt.tmp-1", "new"), dst)
+        atomic.recover_dir(dst)
+        left = sorted(p.name for p in root.iterdir())
+        texts = {p.read_text().split()[0] for p in dst.iterdir()} if dst.exists() else set()
+        if dst.exists():
+            assert left == ["ckpt"] and len(list(dst.iterdir())) == 3 and texts in ({"old"}, {"new"}), (stop, left)
+        else:  # stopped before anything was complete, and there was nothing before
+            assert not has_old and left == [], (stop, left)
+
+
+def test_files_respect_the_umask(tmp_path):
+    import os
+
+    from nerkit.atomic import write_text
+
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "a.txt", "x")
+        os.umask(0o077)
+        write_text(tmp_path / "b.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o600
+
+
+def test_one_trainer_per_run_folder(tmp_path):
+    from nerkit.config import load_config
+    from nerkit.errors import UsageError
+    from nerkit.train.runfolder import run_folder
+
+    cfg = load_config(None, [("output", str(tmp_path / "run"))])
+    with run_folder(cfg, resume=False, overwrite=False):
+        with pytest.raises(UsageError, match=r"another trainer \(process \d+\) is using"):
+            with run_folder(cfg, resume=False, overwrite=False):
+                pass
+    with run_folder(cfg, resume=False, overwrite=False):  # the lock went with the first
+        pass
+
+
+def test_overwrite_starts_over(tmp_path):
+    from nerkit.config import load_config
+    from nerkit.errors import UsageError
+    from nerkit.train.runfolder import run_folder
+
+    cfg = load_config(None, [("output", str(tmp_path / "run"))])
+    _folder(tmp_path / "run" / "checkpoint", "x")
+    (tmp_path / "run" / "checkpoint" / STATE_FILE).write_text("{}")
+    (tmp_path / "run" / ".metrics.json.abc.tmp").write_text("half")
+    with pytest.raises(UsageError, match="--resume, or start over with --overwrite"):
+        with run_folder(cfg, resume=False, overwrite=False):
+            pass
+    with run_folder(cfg, resume=False, overwrite=True):
+        assert not (tmp_path / "run" / "checkpoint").exists()
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock", "config.yaml"]

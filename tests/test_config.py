@@ -146,3 +146,44 @@ def test_bool_and_numbers_from_strings():
 def test_shipped_configs_load(path):
     cfg = load_config(path)
     assert cfg.output and cfg.model.name and cfg.train.epochs > 0
+
+
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("train.log_every", "0", "train.log_every: expected a positive number, got 0"),
+        ("train.head_lr", "-1e-4", "train.head_lr: expected 0 (same as lr) or a learning rate in (0, 1], got -0.0001"),
+        ("train.lr", "2", "train.lr: expected a learning rate in (0, 1], got 2.0"),
+        ("train.weight_decay", "-0.01", "train.weight_decay: expected a weight decay in [0, 1], got -0.01"),
+        ("train.grad_clip", "-1", "train.grad_clip: expected 0 (off) or a positive gradient norm, got -1.0"),
+        ("train.max_tokens", "-5", "train.max_tokens: expected 0 (batch_size alone) or a positive token budget"),
+        ("train.pad_to_multiple_of", "-8", "train.pad_to_multiple_of: expected 0 (the device's default)"),
+        ("train.max_steps", "-1", "train.max_steps: expected 0 (all epochs) or a positive number of steps, got -1"),
+        ("train.save_every", "-3", "train.save_every: expected 0 (epoch ends only) or a positive number of steps"),
+        ("train.seed", "-1", "train.seed: expected a seed from 0 to 2**32 - 1, got -1"),
+        ("train.ema", "1", "train.ema: expected 0 (off) or a decay in (0, 1)"),
+        ("train.eval_max_tokens", "0", "train.eval_max_tokens: expected a positive number"),
+        ("model.max_length", "5", "model.max_length: expected 0 (the model's own limit) or 16 to 8192 sub-words, got 5"),
+    ],
+)
+def test_numeric_ranges(capsys, tmp_path, key, value, expected):
+    """Every numeric training key is checked when the settings are read: one line (key, value, range),
+    exit 2, and the run folder never made."""
+    from nerkit.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path), "--output", str(out), f"--{key}={value}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
+    assert _err(None, [(key, value)]).startswith(key)
+
+
+def test_max_length_beyond_the_model(capsys, tmp_path, tiny_base, small_data):
+    from nerkit.cli import main
+
+    args = ["train", "--model.name", str(tiny_base), "--data", str(small_data), "--output", str(tmp_path / "r"),
+            "--model.max_length", "8000"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "model.max_length: expected 0 or 16 to" in err and "got 8000" in err, err

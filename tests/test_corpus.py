@@ -144,6 +144,34 @@ def test_invalid_utf8(tmp_path):
     assert msg.startswith(f"{p}:3:") and "UTF-8" in msg and "0xe9" in msg
 
 
+def test_invalid_utf8_after_a_bom_names_its_line_and_byte(tmp_path):
+    p = _write(tmp_path / "l.txt", b"\xef\xbb\xbfa O\n\nb O\ncaf\xe9 O\n")
+    msg = _error(p)
+    assert msg.startswith(f"{p}:4:") and "0xe9 at byte 15 of the file" in msg, msg
+
+
+def test_cr_only_line_endings(tmp_path):
+    c = read_conll(_write(tmp_path / "mac.txt", "John B-PER\rlives O\r\rParis B-LOC\r"))
+    assert [s.words for s in c.sentences] == [["John", "lives"], ["Paris"]]
+    assert [s.tags for s in c.sentences] == [["B-PER", "O"], ["B-LOC"]]
+    assert [s.line for s in c.sentences] == [1, 4]
+    msg = _error(_write(tmp_path / "bad.txt", b"a O\rb O\rc \xff O\r"))
+    assert msg.startswith(f"{tmp_path / 'bad.txt'}:3:"), msg
+
+
+@pytest.mark.parametrize("space", ["\u0085", "\u00a0", "\u2028", "\u3000"])
+def test_unicode_space_stays_inside_its_token(tmp_path, space):
+    c = read_conll(_write(tmp_path / "u.txt", f"New{space}York NNP B-LOC\nis VBZ O\n"))
+    assert c.sentences[0].words == [f"New{space}York", "is"] and c.sentences[0].tags == ["B-LOC", "O"]
+
+
+def test_bom_in_mid_file_and_indented_docstart(tmp_path):
+    text = "-DOCSTART- O\n\na O\n\n\ufeff-DOCSTART- O\n\n\ufeffb B-PER\n\n  \t-DOCSTART- O\nc O\n"
+    c = read_conll(_write(tmp_path / "cat.txt", text))
+    assert [[s.words for s in d.sentences] for d in c.documents] == [[["a"]], [["b"]], [["c"]]]
+    assert [s.line for s in c.sentences] == [3, 7, 10]
+
+
 @pytest.mark.parametrize("content", [b"", b"\n\n  \n\t\n"])
 def test_empty_file(tmp_path, content):
     p = _write(tmp_path / "e.txt", content)

@@ -10,7 +10,9 @@ import pytest
 pytest.importorskip("onnxruntime")
 
 import nerkit  # noqa: E402
+from nerkit.atomic import file_mode  # noqa: E402
 from nerkit.cli import main  # noqa: E402
+from nerkit.engine.backends import weights_sha256  # noqa: E402
 from nerkit.errors import ModelError  # noqa: E402
 from nerkit.folder import FP32_FILE, INT8_FILE, ONNX_DIR  # noqa: E402
 
@@ -35,7 +37,41 @@ def test_files_written(exported):
     assert (exported / ONNX_DIR / FP32_FILE).stat().st_size > 10_000
     assert (exported / ONNX_DIR / INT8_FILE).stat().st_size < (exported / ONNX_DIR / FP32_FILE).stat().st_size
     info = json.loads((exported / ONNX_DIR / "export.json").read_text())
-    assert info["shapes"] is True and info["max_abs_logit_diff"] < 1e-3
+    assert info["shapes"] is True and info["max_abs_logit_diff"] <= info["fp32_tolerance"] == 1e-3
+    assert 0.99 <= info["int8_label_agreement"] <= 1 and info["weights_sha256"] == weights_sha256(exported)
+    assert (exported / ONNX_DIR / "export.json").stat().st_mode & 0o777 == file_mode()  # the umask's, not 0600
+
+
+def test_onnx_backend_refuses_an_export_of_other_weights(tmp_path, exported):
+    d = tmp_path / "model"
+    shutil.copytree(exported, d)
+    info = d / ONNX_DIR / "export.json"
+    info.write_text(json.dumps(json.loads(info.read_text()) | {"weights_sha256": "0" * 64}))
+    for backend in ("onnx", "onnx-int8"):
+        with pytest.raises(ModelError, match="exported from other weights") as err:
+            nerkit.load(str(d), backend=backend)
+        assert "\n" not in str(err.value)
+    info.unlink()
+    with pytest.raises(ModelError, match="export.json: missing"):
+        nerkit.load(str(d), backend="onnx")
+
+
+@pytest.mark.parametrize("knob, value, args, said", [
+    ("FP32_TOLERANCE", -1.0, ["--onnx"], "logits differ from torch's by up to"),
+    ("INT8_MIN_AGREEMENT", 1.01, ["--onnx", "--int8"], "words as the fp32 model does, under the 101% required"),
+])
+def test_export_that_fails_its_check_exits_1(capsys, monkeypatch, tmp_path, exported, knob, value, args, said):
+    import nerkit.export
+
+    d = tmp_path / "model"
+    shutil.copytree(exported, d)
+    monkeypatch.setattr(nerkit.export, knob, value)
+    assert main(["export", str(d), *args]) == 1
+    err = capsys.readouterr().err.strip()
+    assert said in err and len(err.splitlines()) == 1, err
+    assert not (d / ONNX_DIR / "export.json").exists()  # so no backend takes the failed export
+    with pytest.raises(ModelError, match="export.json: missing"):
+        nerkit.load(str(d), backend="onnx")
 
 
 def test_onnx_gives_the_torch_spans(exported):

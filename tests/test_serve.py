@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from nerkit.serve import ServeSettings, create_app
 
 SENTENCE = "John Smith works for Reuters in Paris ."
+BASE = "http://localhost"  # a server bound to 127.0.0.1 accepts only loopback Host names
 
 
 # ------------------------------------------------------------------------------------------ fakes
@@ -40,11 +41,12 @@ class FakeTagger:
     entity_types = ["PER"]
 
     def __init__(self, delay: float = 0.0, fail_on: str | None = None):
-        self.delay, self.fail_on, self.calls = delay, fail_on, []
+        self.delay, self.fail_on, self.calls, self.seen = delay, fail_on, [], []
 
     def pipe(self, texts, batch_size: int = 32):
         texts = list(texts)
         self.calls.append(len(texts))
+        self.seen.append(texts)
         time.sleep(self.delay)
         if self.fail_on and any(self.fail_on in t for t in texts):
             raise RuntimeError("boom")
@@ -61,14 +63,14 @@ class FakeTagger:
 
 
 def client_for(tagger, **kw) -> TestClient:
-    return TestClient(create_app(tagger, ServeSettings(**kw)), raise_server_exceptions=False)
+    return TestClient(create_app(tagger, ServeSettings(**kw)), base_url=BASE, raise_server_exceptions=False)
 
 
 async def concurrent_posts(app, bodies: list[dict]) -> list[httpx.Response]:
     """Send all bodies at once through the ASGI app, with its lifespan (the batcher) running."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
             return await asyncio.gather(*(c.post("/v1/entities", json=b) for b in bodies))
 
 
@@ -85,7 +87,7 @@ def tagger(trained_model_dir):
 @pytest.fixture(scope="module")
 def client(tagger):
     with TestClient(create_app(tagger, ServeSettings(max_chars=2000, max_texts=16, max_body_bytes=50_000)),
-                    raise_server_exceptions=False) as c:
+                    base_url=BASE, raise_server_exceptions=False) as c:
         yield c
 
 
@@ -276,6 +278,181 @@ def test_a_failing_text_does_not_fail_its_neighbours():
     assert rs[1].json()["error"]["type"] == "internal"
 
 
+def test_a_timed_out_job_is_not_rerun_when_its_group_fails():
+    """The grouped call fails; by the time the first request's rerun ends, the others have timed out, so
+    they are dropped instead of being run alone."""
+    tagger = FakeTagger(delay=0.3, fail_on="BOOM")
+    app = create_app(tagger, ServeSettings(max_wait_ms=30, request_timeout_s=0.45))
+    rs = asyncio.run(concurrent_posts(app, [{"text": "Ann"}, {"text": "BOOM"}, {"text": "Bob"}]))
+    assert [r.status_code for r in rs] == [503] * 3, [r.text for r in rs]
+    assert tagger.seen == [["Ann", "BOOM", "Bob"], ["Ann"]], tagger.seen
+
+
+def test_a_full_queue_sheds_at_once_with_retry_after():
+    tagger = FakeTagger(delay=0.3)
+    app = create_app(tagger, ServeSettings(max_wait_ms=0, max_batch=1, max_queue=3, request_timeout_s=10))
+
+    async def go():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+                first = asyncio.create_task(c.post("/v1/entities", json={"text": "Ann"}))
+                await asyncio.sleep(0.1)  # Ann's call is running, the queue is empty
+                t0 = time.perf_counter()
+                rest = await asyncio.gather(*(c.post("/v1/entities", json={"text": f"N{i}"}) for i in range(8)))
+                ready = (await c.get("/readyz")).json()
+                return await first, rest, t0, ready, (await c.get("/metrics")).text
+
+    first, rest, t0, ready, metrics = asyncio.run(go())
+    assert first.status_code == 200
+    codes = [r.status_code for r in rest]
+    assert codes.count(200) == 3 and codes.count(503) == 5, codes  # three waited, five were shed
+    for r in rest:
+        if r.status_code == 503:
+            assert r.json()["error"]["type"] == "overload" and r.json()["error"]["limit"] == "max_queue"
+            assert int(r.headers["retry-after"]) >= 1
+    assert sorted(t for call in tagger.seen for t in call) == sorted(["Ann"] + [r.json()["entities"][0]["text"]
+                                                                    for r in rest if r.status_code == 200])
+    assert "nerkit_shed_total 5.0" in metrics.splitlines()
+    assert ready["checks"]["queue_below_cap"] is True  # drained by the time of the probe
+
+
+def test_a_request_that_would_wait_past_half_the_timeout_is_shed():
+    tagger = FakeTagger(delay=0.25)
+    app = create_app(tagger, ServeSettings(max_wait_ms=0, max_batch=1, request_timeout_s=1.2))
+
+    async def go():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+                await c.post("/v1/entities", json={"text": "warm"})  # one call: 0.25 s a text
+                return await asyncio.gather(*(c.post("/v1/entities", json={"text": f"N{i}"}) for i in range(6)))
+
+    codes = [r.status_code for r in asyncio.run(go())]
+    # each text ahead (and the running call's rest) adds 0.25 s: two or three fit under 0.6 s, the rest
+    # are shed (two or three: whether the first call has started when the others arrive)
+    assert codes.count(200) in (2, 3) and codes.count(503) == 6 - codes.count(200), codes
+
+
+def test_a_job_whose_client_left_is_never_run():
+    """Through the ASGI interface, as uvicorn calls it: the second client disconnects while it waits."""
+    tagger = FakeTagger(delay=0.3)
+    app = create_app(tagger, ServeSettings(max_wait_ms=0, max_batch=1))
+
+    async def call(text: str, leave_after: float | None) -> int:
+        body = json.dumps({"text": text}).encode()
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/v1/entities", "raw_path": b"/v1/entities", "query_string": b"",
+                 "root_path": "", "headers": [(b"host", b"localhost"), (b"content-type", b"application/json"),
+                                              (b"content-length", str(len(body)).encode())],
+                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+        sent, status = [False], [0]
+
+        async def receive() -> dict:
+            if not sent[0]:
+                sent[0] = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.sleep(leave_after if leave_after is not None else 60)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+
+        await app(scope, receive, send)
+        return status[0]
+
+    async def go():
+        async with app.router.lifespan_context(app):
+            first = asyncio.create_task(call("Ann", None))
+            await asyncio.sleep(0.05)
+            left = await call("Bob", 0.1)
+            return await first, left, (await call("Cid", None))
+
+    assert asyncio.run(go()) == (200, 499, 200)
+    assert tagger.seen == [["Ann"], ["Cid"]], tagger.seen
+
+
+def test_readyz_says_what_is_not_ready():
+    with client_for(FakeTagger()) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 200 and r.json()["status"] == "ready", r.text
+        assert r.json()["checks"] == {"model_loaded": True, "model_thread": True, "queue_below_cap": True}
+    c = client_for(FakeTagger())  # no lifespan: the model loop never started
+    r = c.get("/readyz")
+    assert r.status_code == 503 and r.json()["checks"]["model_thread"] is False and "retry-after" in r.headers
+    assert c.get("/healthz").status_code == 200  # alive all the same
+
+
+def test_a_stuck_model_call_makes_the_server_not_ready():
+    tagger = FakeTagger(delay=0.8)
+    app = create_app(tagger, ServeSettings(request_timeout_s=0.3))
+
+    async def go():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+                slow = await c.post("/v1/entities", json={"text": "Ann"})  # times out; the call runs on
+                await asyncio.sleep(0.1)  # now the call has run for longer than the timeout
+                stuck = await c.get("/readyz")
+                await asyncio.sleep(0.5)
+                return slow, stuck, await c.get("/readyz")
+
+    slow, stuck, later = asyncio.run(go())
+    assert slow.status_code == 503
+    assert stuck.status_code == 503 and stuck.json()["checks"]["model_thread"] is False
+    assert later.status_code == 200
+
+
+@pytest.mark.parametrize("host,code", [("localhost", 200), ("localhost:8000", 200), ("127.0.0.1:1", 200),
+                                       ("[::1]:8000", 200), ("LOCALHOST", 200), ("evil.example", 400),
+                                       ("evil.example:8000", 400), ("127.0.0.1.evil.example", 400), ("", 400)])
+def test_a_loopback_server_refuses_other_host_names(host, code):
+    with client_for(FakeTagger()) as c:
+        r = c.post("/v1/entities", json={"text": "Ann"}, headers={"host": host})
+        assert r.status_code == code, r.text
+        if code == 400:
+            assert r.json()["error"]["type"] == "host" and "allow_host" in r.json()["error"]["message"]
+
+
+def test_allow_host_extends_or_lifts_the_check():
+    assert ServeSettings().allowed_hosts() == {"localhost", "127.0.0.1", "::1"}
+    assert ServeSettings(allow_host="my.box, [fe80::1]").allowed_hosts() == {"localhost", "127.0.0.1", "::1",
+                                                                            "my.box", "fe80::1"}
+    assert ServeSettings(allow_host="*").allowed_hosts() is None
+    assert ServeSettings(host="0.0.0.0").allowed_hosts() is None  # bound to the network: off by default
+    assert ServeSettings(host="0.0.0.0", allow_host="api.example").allowed_hosts() == {"api.example"}
+    assert ServeSettings(host="::1").allowed_hosts() is not None and ServeSettings(host="127.0.0.2").allowed_hosts()
+    with client_for(FakeTagger(), allow_host="my.box") as c:
+        assert c.get("/healthz", headers={"host": "my.box:80"}).status_code == 200
+        assert c.get("/healthz", headers={"host": "other.box"}).status_code == 400
+    with pytest.raises(ValueError, match="serve.allow_host: 'a b'"):
+        ServeSettings(allow_host="ok.box,a b")
+
+
+def test_uvicorn_gets_the_limits_and_our_header_timeout():
+    from nerkit.serve.protocol import GuardedH11Protocol
+    from nerkit.serve.runner import uvicorn_options
+
+    o = uvicorn_options(ServeSettings(max_connections=100, keepalive_timeout_s=3, shutdown_timeout_s=7,
+                                      header_timeout_s=4))
+    assert (o["limit_concurrency"], o["timeout_keep_alive"], o["timeout_graceful_shutdown"]) == (100, 3, 7)
+    assert o["http"].func is GuardedH11Protocol and o["http"].keywords == {"header_timeout_s": 4}
+
+
+def test_the_descriptor_limit_is_lifted_or_the_connection_cap_lowered(monkeypatch, capsys):
+    from nerkit.serve import runner
+
+    limits = {"soft": 256, "hard": 1000}
+    monkeypatch.setattr(runner.resource, "getrlimit", lambda _: (limits["soft"], limits["hard"]))
+    monkeypatch.setattr(runner.resource, "setrlimit", lambda _, v: limits.update(soft=v[0]))
+    s = runner.raise_fd_limit(ServeSettings(max_connections=500))
+    assert s.max_connections == 500 and limits["soft"] == 500 + runner.FD_SPARE  # lifted, cap kept
+    s = runner.raise_fd_limit(ServeSettings(max_connections=2048))
+    assert limits["soft"] == 1000 and s.max_connections == 1000 - runner.FD_SPARE  # the hard limit binds
+    assert "max_connections lowered from 2048 to 936" in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------------------------------ metrics
 
 
@@ -287,12 +464,16 @@ def test_metrics_count_requests_in_prometheus_format(small):
     r = small.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     lines = r.text.splitlines()
-    assert 'nerkit_http_requests_total{method="POST",path="/v1/entities",status="200"} 3' in lines
-    assert 'nerkit_http_requests_total{method="POST",path="/v1/entities",status="422"} 1' in lines
+    assert 'nerkit_http_requests_total{method="POST",path="/v1/entities",status="200"} 3.0' in lines
+    assert 'nerkit_http_requests_total{method="POST",path="/v1/entities",status="422"} 1.0' in lines
     assert any(x.startswith('nerkit_http_requests_total{method="GET",path="other",status="404"}') for x in lines)
-    assert 'nerkit_http_request_duration_seconds_count{method="POST",path="/v1/entities"} 4' in lines
+    assert 'nerkit_http_request_duration_seconds_count{method="POST",path="/v1/entities"} 4.0' in lines
     assert "# TYPE nerkit_http_request_duration_seconds histogram" in lines
-    assert "nerkit_texts_total 3" in lines and "nerkit_model_calls_total 3" in lines
+    assert "nerkit_texts_total 3.0" in lines and "nerkit_model_calls_total 3.0" in lines
+    # one text per call: three calls in the batch-size histogram's first bucket
+    assert 'nerkit_model_batch_texts_bucket{le="1.0"} 3.0' in lines and "nerkit_model_batch_texts_count 3.0" in lines
+    assert "nerkit_queue_texts 0.0" in lines and "nerkit_shed_total 0.0" in lines
+    assert any(x.startswith("process_resident_memory_bytes ") for x in lines)  # from prometheus_client
     for line in lines:  # every sample line is 'name{labels} number'
         if line and not line.startswith("#"):
             float(line.rsplit(" ", 1)[1])
@@ -303,6 +484,9 @@ def test_settings_reject_nonsense():
         ServeSettings(max_chars=0)
     with pytest.raises(ValueError, match="request_timeout_s"):
         ServeSettings(request_timeout_s=0)
+    for name in ("max_queue", "max_connections", "header_timeout_s", "keepalive_timeout_s", "shutdown_timeout_s"):
+        with pytest.raises(ValueError, match=name):
+            ServeSettings(**{name: 0})
     from nerkit.serve import ServeConfig
     from nerkit.settings import PredictorSettings
 
@@ -467,7 +651,7 @@ def request_strategy(schema: dict) -> st.SearchStrategy:
 
 def test_fuzz_from_the_openapi_schema_finds_no_5xx(tagger):
     app = create_app(tagger, ServeSettings(max_chars=200, max_texts=8, max_body_bytes=4000))
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with TestClient(app, base_url=BASE, raise_server_exceptions=False) as c:
         schema = c.get("/openapi.json").json()
 
         @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,

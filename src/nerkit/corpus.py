@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,16 +51,29 @@ def _lines(path: Path) -> Iterable[tuple[int, str]]:
         raise CorpusError(f"{path}: cannot read: {e.strerror}") from None
     if not raw.strip():
         raise CorpusError(f"{path}: the file is empty, expected CoNLL columns 'token ... tag'")
-    if b"\x00" in raw:
-        line = raw[: raw.index(b"\x00")].count(b"\n") + 1
-        raise CorpusError(f"{path}:{line}: binary data (NUL byte), expected a UTF-8 text file")
+    skip = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    body = raw[skip:]  # offsets into body, so that a leading BOM does not shift them
+    if b"\x00" in body:
+        at = body.index(b"\x00")
+        raise CorpusError(f"{path}:{_line_at(body, at)}: binary data (NUL byte), expected a UTF-8 text file")
     try:
-        text = raw.decode("utf-8-sig")
+        text = body.decode("utf-8")
     except UnicodeDecodeError as e:
-        at = raw[: e.start].count(b"\n") + 1
-        raise CorpusError(f"{path}:{at}: invalid UTF-8 (byte 0x{raw[e.start]:02x}), expected UTF-8 text") from None
-    for i, row in enumerate(text.split("\n"), start=1):
-        yield i, row.rstrip("\r")
+        raise CorpusError(f"{path}:{_line_at(body, e.start)}: invalid UTF-8 (byte 0x{body[e.start]:02x} at byte "
+                          f"{skip + e.start} of the file, from 0), expected UTF-8 text") from None
+    for i, row in enumerate(_BREAK.split(text), start=1):
+        yield i, row.removeprefix("\ufeff")  # a BOM that starts a line: files joined end to end
+
+
+# Lines end in \n, \r\n or a lone \r (old Mac files); columns are split on spaces and tabs only, so that
+# a Unicode space (U+00A0, U+3000, ...) stays inside its token.
+_BREAK = re.compile(r"\r\n|\r|\n")
+_BREAK_BYTES = re.compile(rb"\r\n|\r|\n")
+_COLUMNS = re.compile(r"[ \t]+")
+
+
+def _line_at(body: bytes, offset: int) -> int:
+    return len(_BREAK_BYTES.findall(body, 0, offset)) + 1
 
 
 def read_conll(path: str | os.PathLike, scheme: str = "auto") -> Corpus:
@@ -84,13 +99,14 @@ def read_conll(path: str | os.PathLike, scheme: str = "auto") -> Corpus:
         if not line.strip():
             close_sentence()
             continue
-        if line.startswith("-DOCSTART-"):
+        line = line.strip(" \t")
+        if line.startswith("-DOCSTART-"):  # also indented
             close_sentence()
             has_docstart = True
             if docs[-1]:
                 docs.append([])
             continue
-        cols = line.split()
+        cols = _COLUMNS.split(line)
         if len(cols) < 2:
             raise CorpusError(f"{path}:{lineno}: line has no tag, expected columns 'token ... tag'")
         if not ncols:
@@ -135,6 +151,9 @@ _SPLIT_NAMES = {
                    "emerging.dev.conll", "dev.tsv", "dev.bio"],
     "test": ["eng.testb", "test.txt", "test.conll", "emerging.test.annotated", "test.tsv", "test.bio"],
 }
+# Span and row files (nerkit.data) by the same stems: train.jsonl, dev.json, test.parquet, ...
+for _split, _stems in (("train", ["train"]), ("validation", ["dev", "valid", "validation"]), ("test", ["test"])):
+    _SPLIT_NAMES[_split] += [f"{stem}{ext}" for stem in _stems for ext in (".jsonl", ".json", ".parquet")]
 
 
 @dataclass
@@ -173,8 +192,19 @@ def load_splits(
     validation: str | None = None,
     test: str | None = None,
     scheme: str = "auto",
+    *,
+    format: str = "auto",
+    misaligned: str = "split",
+    label_names: list[str] | None = None,
+    split: str = "",
+    seed: int = 42,
 ) -> Splits:
-    """Read train/validation/test from a folder. File names are found by convention unless given."""
+    """Read train/validation/test from a folder. File names are found by convention unless given; each
+    file's format (CoNLL, text with spans, token rows) from `format` or its extension and content
+    (nerkit.data). split ('0.8,0.1,0.1'): cut the training file alone by document, seeded."""
+    from .data import parse_split, read, split_documents
+    from .data.formats import check_corpus_labels
+
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise CorpusError(f"folder {str(data_dir)!r} does not exist, expected a folder of CoNLL files",
@@ -194,17 +224,32 @@ def load_splits(
             )
         return found
 
+    def load(path: Path):
+        loaded = read(path, format, scheme, misaligned, label_names)  # type: ignore[arg-type]
+        if loaded.report is not None:
+            loaded.report.log()
+        return loaded
+
+    shares = parse_split(split)
+    if shares and (validation or test):
+        raise CorpusError("set either data.split or data.validation/data.test, not both", field="data.split")
     train_file = resolve(train, "train", True)
     assert train_file is not None  # required: resolve raised otherwise
-    train_c = read_conll(train_file, scheme)
+    train_l = load(train_file)
+    if shares:
+        parts: list[Corpus | None] = [*split_documents(train_l.corpus, shares, seed), None]
+        first = parts[0]
+        assert first is not None  # split_documents gives one part per share
+        return Splits(first, parts[1], parts[2], label_list(sorted(first.entity_types())))
+    train_c = train_l.corpus
     labels = label_list(sorted(train_c.entity_types()))
     others: dict[str, Corpus | None] = {}
-    for split, name in (("validation", validation), ("test", test)):
-        found = resolve(name, split, False)
-        corpus = read_conll(found, scheme) if found is not None else None
-        if corpus is not None:
-            check_labels(corpus, labels, split)
-        others[split] = corpus
+    for split_name, name in (("validation", validation), ("test", test)):
+        found = resolve(name, split_name, False)
+        loaded = load(found) if found is not None else None
+        if loaded is not None:
+            check_corpus_labels(loaded, labels, split_name)
+        others[split_name] = loaded.corpus if loaded is not None else None
     return Splits(train_c, others["validation"], others["test"], labels)
 
 

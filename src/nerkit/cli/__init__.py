@@ -12,14 +12,15 @@ import sys
 
 from ..errors import NerkitError
 from ..version import __version__
-from . import evaluate, predict, serve, train
+from . import convert, evaluate, predict, serve, train
 
 EXIT_USAGE = 2
-COMMANDS = (train, evaluate, predict, serve)
+COMMANDS = (train, evaluate, predict, serve, convert)
 # The option a user typed for a settings field a library names in an error.
 OPTION_OF_FIELD = {"model_dir": "MODEL_DIR", "data.dir": "--data", "data": "--data", "config": "--config",
                    "resume": "--resume", "output": "--output", "backend": "--backend", "host": "--host",
-                   "port": "--port", "input": "--input"}
+                   "port": "--port", "input": "--input",
+                   "to": "--to", "dialect": "--dialect", "data.format": "--format", "data.split": "--data.split"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,12 +14,14 @@ from .common import command
 
 def register(sub) -> None:
     e = command(sub, "evaluate", EvaluateSettings, run_evaluate,
-                "entity-level P/R/F1 of a trained model on CoNLL files (torch, ONNX or int8)")
-    e.add_argument("--data", required=True, help="a CoNLL file, or a folder (its validation and test files)")
-    e.add_argument("--predictions", help="write 'token gold predicted' lines here (file, or folder for several)")
+                "entity-level P/R/F1 of a trained model on CoNLL, span JSONL or token-row files (torch, ONNX or int8)")
+    e.add_argument("--data", required=True, help="a gold file (CoNLL, span JSONL, token rows), or a folder "
+                                                 "(its validation and test files)")
+    e.add_argument("--predictions", help="write the predictions here in the input's format (CoNLL: 'token gold "
+                                         "predicted' lines); a file, or a folder when --data is one")
     r = command(sub, "errors", ErrorsSettings, run_errors,
                 "list false positives, misses and type confusions; draw a confusion matrix")
-    r.add_argument("--data", required=True, help="a CoNLL file with gold tags")
+    r.add_argument("--data", required=True, help="a gold file: CoNLL, span JSONL or token rows")
     r.add_argument("--png", help="where to write the confusion matrix (default MODEL_DIR/confusion.png)")
 
 
@@ -34,38 +36,50 @@ def _gold_files(data: Path) -> dict[str, Path]:
         return found
     if data.is_file():
         return {data.name: data}
-    raise UsageError(f"{str(data)!r} does not exist, expected a CoNLL file or folder", field="data")
+    raise UsageError(f"{str(data)!r} does not exist, expected a gold file or folder", field="data")
 
 
-def _gold(path: Path, scheme: str, labels: list[str], context: int):
-    from ..corpus import check_labels, read_conll
+def _gold(path: Path, s: EvaluateSettings, labels: list[str], context: int):
+    """The gold file in any format (nerkit.data.Loaded: the corpus and what writing predictions back needs)."""
+    from ..data import read
+    from ..data.formats import check_corpus_labels
 
-    corpus = read_conll(path, scheme)
-    check_labels(corpus, labels, "evaluation")
-    if context and not corpus.has_documents:
+    loaded = read(path, s.format, s.scheme, s.misaligned, s.labels)
+    if loaded.report is not None and loaded.report.cases:
+        print("\n".join(loaded.report.lines(limit=20)), file=sys.stderr)
+    check_corpus_labels(loaded, labels, "evaluation")
+    if context and not loaded.corpus.has_documents:
         print(f"note: {path} has no -DOCSTART- documents; each sentence is its own document", file=sys.stderr)
-    return corpus
+    return loaded
+
+
+def _target(out: Path, name: str, path: Path, fmt: str, several: bool) -> Path:
+    """Where one file's predictions go: OUT itself, or OUT/NAME with the input's own extension."""
+    if not (several or out.is_dir()):
+        return out
+    if fmt == "conll":
+        return out / f"{name}.conll"
+    return out / f"{Path(name).stem}{path.suffix}"
 
 
 def run_evaluate(args: argparse.Namespace, extra: list[str]) -> int:
     from ..config import from_args
+    from ..data import write_predictions
     from ..engine.predictor import CORPUS_BUDGET
     from ..evaluation import evaluate
-    from ..metrics import write_predictions
 
     s = from_args(EvaluateSettings, args, extra)
     files = _gold_files(Path(args.data))
     pred = s.predictor.open(args.model_dir, CORPUS_BUDGET)
     results = {}
     for name, path in files.items():
-        corpus = _gold(path, s.scheme, pred.labels, pred.meta.context)
-        ev = evaluate(pred, corpus, desc=None if s.quiet else name)
+        loaded = _gold(path, s, pred.labels, pred.meta.context)
+        ev = evaluate(pred, loaded.corpus, desc=None if s.quiet else name)
         results[name] = ev.to_dict()
         if args.predictions:
-            out = Path(args.predictions)
-            target = out / f"{name}.conll" if len(files) > 1 or out.is_dir() else out
-            sents = corpus.sentences
-            write_predictions(target, [x.words for x in sents], [x.tags for x in sents], ev.predictions)
+            target = _target(Path(args.predictions), name, path, loaded.format,
+                             len(files) > 1 or Path(args.data).is_dir())
+            write_predictions(target, loaded, ev.predictions)
         if not s.json:
             print(ev.conlleval.table(name))
             print(f"{'strict IOB2':<12}{100 * ev.strict.micro.precision:>10.2f}"
@@ -84,9 +98,11 @@ def run_errors(args: argparse.Namespace, extra: list[str]) -> int:
 
     s = from_args(ErrorsSettings, args, extra)
     if not Path(args.data).is_file():
-        raise UsageError(f"{args.data!r} is not a file, expected a CoNLL file with gold tags", field="data")
+        raise UsageError(f"{args.data!r} is not a file, expected a gold file (CoNLL, span JSONL, token rows)",
+                         field="data")
     pred = s.predictor.open(args.model_dir, CORPUS_BUDGET)
-    corpus = _gold(Path(args.data), s.scheme, pred.labels, 0)
+    loaded = _gold(Path(args.data), s, pred.labels, 0)
+    corpus = loaded.corpus
     tags = predict_corpus(pred, corpus, desc=None if s.quiet else "tagging")
     sents = corpus.sentences
     errors = find_errors([x.words for x in sents], [x.tags for x in sents], tags)
@@ -102,7 +118,8 @@ def run_errors(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"== {kind.replace('_', ' ')}s: {len(cases)}")
         for e in cases[: s.limit]:
             entity = e.gold or e.pred
-            line = sents[e.sentence].line + (entity.start if entity else 0)
+            # CoNLL: a word per line; span and row files: the whole sentence sits on its record's line
+            line = sents[e.sentence].line + (entity.start if entity and loaded.format == "conll" else 0)
             print(f"  {Path(args.data).name}:{line}  {e.context}")
         if len(cases) > s.limit:
             print(f"  ... {len(cases) - s.limit} more (--limit, or --json for all)")

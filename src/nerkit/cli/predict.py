@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterable
 
 from ..errors import UsageError
 from ..settings import PredictSettings
@@ -18,45 +16,83 @@ def register(sub) -> None:
     p = command(sub, "predict", PredictSettings, run,
                 "tag raw text: arguments, files, a folder, or standard input",
                 description="Tag text with a trained model. Texts come from the arguments, from "
-                            "--input files or folders, or from standard input (one document per "
-                            "line). Writes JSON Lines (one record per document), CoNLL columns, "
-                            "or a highlighted view.")
+                            "--input files or folders (text, JSON Lines with --text-field, Parquet), or "
+                            "from standard input (one document per line). Writes JSON Lines (one record "
+                            "per document), Parquet, CoNLL columns, or a highlighted view. With --ray, "
+                            "tags on Ray Data into an output folder, one part file per input block.")
     p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to tag, one document each")
     p.add_argument("-i", "--input", action="append", metavar="PATH",
-                   help="a text file or a folder of them (repeatable); default: standard input")
-    p.add_argument("-o", "--output", help="write here instead of standard output")
+                   help="a file or a folder of them (repeatable; local, or any URI pyarrow opens: "
+                        "s3://, gs://, ...); default: standard input")
+    p.add_argument("-o", "--output", help="write here instead of standard output; with --ray: the output folder")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="tag on Ray Data: join the cluster at ADDRESS (host:6379, ray://host:10001, auto), "
+                        "or start Ray on this machine when none is given; needs -i and -o")
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    import contextlib
-
-    from tqdm.auto import tqdm
-
-    from ..atomic import writer
     from ..config import from_args
-    from ..engine.predictor import TEXT_BUDGET
-    from ..tagger import Tagger
 
     options = [e for e in extra if e.startswith("-") and len(e) > 1]
     settings = from_args(PredictSettings, args, options)
     texts = args.texts + [e for e in extra if e not in options]  # argparse leaves texts after an option in extra
     if texts and args.input:
         raise UsageError("give texts as arguments or --input files, not both")
-    files = _input_files(args.input or [])
+    if settings.format == "parquet" and not args.output:
+        raise UsageError("-f parquet writes a file: give -o OUTPUT", field="format")
+    if args.ray is not None:
+        return _run_ray(args, settings, texts)
+    return _run_here(args, settings, texts)
+
+
+def _run_ray(args: argparse.Namespace, settings: PredictSettings, texts: list[str]) -> int:
+    from ..bulk.ray_tag import run_ray
+
+    if texts or not args.input or not args.output:
+        raise UsageError("--ray tags --input files into an -o OUTPUT_DIR folder", field="ray")
+    summary = run_ray(args.model_dir, args.input, args.output, settings, args.ray or None,
+                      log=lambda m: print(m, file=sys.stderr))
+    for line in summary.lines():
+        print(line, file=sys.stderr)
+    for msg in summary.failures:
+        print(msg, file=sys.stderr)
+    return 1 if summary.failures else 0
+
+
+def _run_here(args: argparse.Namespace, settings: PredictSettings, texts: list[str]) -> int:
+    import contextlib
+
+    from tqdm.auto import tqdm
+
+    from ..atomic import writer
+    from ..bulk.io import Doc, list_inputs, plan
+    from ..engine.predictor import TEXT_BUDGET
+    from ..tagger import Tagger
+
+    files = list_inputs(args.input) if args.input else []
     unit = settings.unit if settings.unit != "auto" else ("file" if files else "line")
+    blocks = plan(files, settings.input_format, unit, settings.block_rows, settings.text_field) if files else []
     tagger = Tagger(settings.predictor.open(args.model_dir, TEXT_BUDGET))
     failures: list[str] = []
-    bar = tqdm(total=sum(f.stat().st_size for f in files), unit="B", unit_scale=True, desc="predict",
+    bar = tqdm(total=sum(f.size for f in files), unit="B", unit_scale=True, desc="predict",
                leave=False, disable=settings.quiet or not files)
-    docs = list(_arg_docs(texts)) if texts else _read_docs(files, unit, failures, bar.update)
+    interactive = not files and not texts and sys.stdin.isatty()
     with contextlib.ExitStack() as stack:
-        if args.output:  # written beside the target and renamed at the end: never half-written
+        if settings.format == "parquet":
+            out = stack.enter_context(writer(args.output, binary=True))
+        elif args.output:  # written beside the target and renamed at the end: never half-written
             out = stack.enter_context(writer(args.output, errors="backslashreplace"))
         else:
             out = sys.stdout
             sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]  # lone surrogates print as \udXXX
         try:
-            _predict_into(out, settings, tagger, docs, interactive=not files and not texts and sys.stdin.isatty())
+            if texts:
+                streams = [[Doc("arg", i, t) for i, t in enumerate(texts, 1)]]
+            elif files:
+                streams = _block_docs(blocks, settings, failures, bar.update)
+            else:
+                streams = [_stdin_docs(settings, unit, failures)]
+            _predict_into(out, settings, tagger, streams, interactive)
         finally:
             bar.close()
     for msg in failures:
@@ -64,85 +100,56 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     return 1 if failures else 0
 
 
-def _predict_into(out, settings: PredictSettings, tagger, docs, interactive: bool) -> None:
-    """Tag the documents in input order and write one record per document."""
+def _block_docs(blocks, settings: PredictSettings, failures: list[str], progress: Callable[[int], object]):
+    """Each block's documents as its own stream: the blocks and batches `--ray` tags, so both agree."""
+    from ..bulk.io import read_block
+
+    for block in blocks:
+        yield list(read_block(block, settings.text_field, failures, progress))
+
+
+def _stdin_docs(settings: PredictSettings, unit: str, failures: list[str]):
+    from ..bulk.io import iter_line_docs
+
+    kind = settings.input_format if settings.input_format != "auto" else "text"
+    if kind == "parquet":
+        raise UsageError("Parquet cannot be read from standard input: give -i FILE", field="input_format")
+    return iter_line_docs(sys.stdin.buffer, "<stdin>", kind, settings.text_field, 1, failures,
+                          whole=kind == "text" and unit == "file")
+
+
+def _predict_into(out, settings: PredictSettings, tagger, streams: Iterable[Iterable], interactive: bool) -> None:
+    """Tag each stream of documents in input order and write one record per document."""
     from collections import deque
 
-    write = {"jsonl": _write_jsonl, "conll": _write_conll, "pretty": _write_pretty}[settings.format]
+    from ..bulk.io import ParquetRecords, jsonl_line, record
+
+    sink = ParquetRecords(out) if settings.format == "parquet" else None
+    write = {"conll": _write_conll, "pretty": _write_pretty}.get(settings.format)
     color = settings.format == "pretty" and out.isatty() and not os.environ.get("NO_COLOR")
-    pending: deque[tuple[str, int | None]] = deque()  # where each text read ahead came from
+    for docs in streams:
+        pending: deque = deque()  # the documents read ahead, in order
 
-    def texts():
-        for source, line, text in docs:
-            pending.append((source, line))
-            yield text
+        def texts(docs=docs, pending=pending):
+            for doc in docs:
+                pending.append(doc)
+                yield doc.text
 
-    # on a terminal, answer each line at once
-    for tagged in tagger.pipe_tagged(texts(), read_ahead=1 if interactive else None):
-        source, line = pending.popleft()
-        write(out, source, line, tagged, color)
-        if interactive:
-            out.flush()
-
-
-def _input_files(paths: list[str]) -> list[Path]:
-    """Files named, and the non-hidden files under folders named, in sorted order."""
-    files: list[Path] = []
-    for name in paths:
-        p = Path(name)
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file()
-                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
-            if not found:
-                raise UsageError(f"folder {name!r} holds no files", field="input")
-            files += found
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise UsageError(f"{name!r} does not exist, expected a text file or folder", field="input")
-    return files
-
-
-def _arg_docs(texts: list[str]):
-    for i, t in enumerate(texts, 1):
-        yield "arg", i, t
-
-
-def _read_docs(files: list[Path], unit: str, failures: list[str], progress: Callable[[int], object]):
-    """(source, line, text) per document: one per line, or one per file (unit="file"). Standard input
-    when there are no files. A line that is not UTF-8 is reported as FILE:LINE and left out (in a
-    whole file it becomes an empty line, so later line numbers stay right); the rest is still tagged."""
-    sources: list[tuple[str, Path | None]] = [(str(f), f) for f in files] or [("<stdin>", None)]
-    for name, path in sources:
-        stream = open(path, "rb") if path is not None else sys.stdin.buffer  # noqa: SIM115
-        try:
-            kept: list[str] = []
-            for n, raw in enumerate(stream, 1):
-                progress(len(raw))
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    failures.append(f"{name}:{n}: not UTF-8 ({e.reason} at byte {e.start}); line skipped")
-                    line = "\n" if raw.endswith(b"\n") else ""
-                    if unit == "line":
-                        continue
-                if unit == "line":
-                    yield name, n, line.rstrip("\r\n")
+        # on a terminal, answer each line at once
+        for tagged in tagger.pipe_tagged(texts(), read_ahead=1 if interactive else None):
+            doc = pending.popleft()
+            if write is not None:
+                write(out, doc.source, doc.line, tagged, color)
+            else:
+                rec = record(doc, [s.to_dict() for s in tagged.spans])
+                if sink is not None:
+                    sink.add(rec)
                 else:
-                    kept.append(line)
-            if unit == "file":
-                yield name, None, "".join(kept)
-        finally:
-            if path is not None:
-                stream.close()
-
-
-def _write_jsonl(out, source: str, line: int | None, tagged, color: bool) -> None:
-    rec: dict = {"source": source}
-    if line is not None:
-        rec["line"] = line
-    rec["spans"] = [s.to_dict() for s in tagged.spans]
-    out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                    out.write(jsonl_line(rec))
+            if interactive:
+                out.flush()
+    if sink is not None:
+        sink.close()
 
 
 def _write_conll(out, source: str, line: int | None, tagged, color: bool) -> None:

@@ -11,7 +11,7 @@ from .common import command
 
 def register(sub) -> None:
     command(sub, "serve", ServeConfig, run, "serve a model over HTTP: JSON API, web page, metrics",
-            description="Start a FastAPI app under uvicorn: POST /v1/entities, GET /v1/labels, /healthz, "
+            description="Start a FastAPI app under uvicorn: POST /v1/entities, GET /v1/labels, /healthz, /readyz, "
                         "/metrics, /docs, and a web page at /. A --config file takes [serve] and "
                         "[predictor] sections, so a serving set-up is reproducible from a file.")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..errors import UsageError
@@ -16,6 +17,8 @@ def register(sub) -> None:
                             "(e.g. --train.lr 1e-4, or --lr 1e-4 where the last part is unique).",
                 model_dir=False)
     t.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    t.add_argument("--overwrite", action="store_true",
+                   help="start over in a run folder that holds the checkpoint of an unfinished run")
     x = command(sub, "export", None, run_export, "write an ONNX model (optionally int8) into the model folder",
                 description="Export to MODEL_DIR/onnx/model.onnx for onnxruntime; --int8 also writes "
                             "model.int8.onnx with dynamic int8 quantization. Use them with "
@@ -23,6 +26,9 @@ def register(sub) -> None:
     x.add_argument("--onnx", action="store_true", help="export to ONNX")
     x.add_argument("--int8", action="store_true", help="also write a dynamically int8-quantized model")
     x.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    x.add_argument("--validation", metavar="FILE",
+                   help="CoNLL file on which int8 must label 99%% of the words as fp32 does "
+                        "(default: the model's own validation split)")
 
 
 def run_train(args: argparse.Namespace, extra: list[str]) -> int:
@@ -30,7 +36,7 @@ def run_train(args: argparse.Namespace, extra: list[str]) -> int:
     from ..train import train
 
     cfg = from_args(Config, args, extra)
-    metrics = train(cfg, resume=args.resume)
+    metrics = train(cfg, resume=args.resume, overwrite=args.overwrite)
     if metrics:
         parts = [f"{name} F1 {100 * metrics[name]['conlleval']['micro']['f1']:.2f}"
                  for name in ("validation", "test") if name in metrics]
@@ -43,9 +49,17 @@ def run_export(args: argparse.Namespace, extra: list[str]) -> int:
 
     if not (args.onnx or args.int8):
         raise UsageError("nothing to export: pass --onnx (and --int8 for the quantized model too)")
-    result = export_onnx(args.model_dir, int8=args.int8, opset=args.opset)
+    from ..export import FP32_TOLERANCE, ExportCheckError
+
+    try:
+        result = export_onnx(args.model_dir, int8=args.int8, opset=args.opset, validation=args.validation)
+    except ExportCheckError as e:  # the files are there but fail their check: exit 1, not a usage error
+        print(f"nerkit: export failed its check: {e}", file=sys.stderr)
+        return 1
     for path in (result.fp32, result.int8):
         if path is not None:
             print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    print(f"onnxruntime vs torch: max |logit difference| {result.max_abs_diff:.2e}")
+    print(f"onnxruntime vs torch: max |logit difference| {result.max_abs_diff:.2e} (allowed {FP32_TOLERANCE:g})")
+    if result.int8_agreement is not None:
+        print(f"int8 vs fp32: {100 * result.int8_agreement:.2f}% of the validation words labelled alike")
     return 0

@@ -114,6 +114,36 @@ class OnnxBackend:
         return session_logits(self.session, batch)
 
 
+EXPORT_INFO = "export.json"  # what `nerkit export` checked and recorded, in the onnx/ folder
+
+
+def weights_sha256(folder: Path) -> str:
+    """One sha256 over a model folder's weight files (safetensors, or pytorch_model*.bin), by name."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted({*folder.glob("*.safetensors"), *folder.glob("pytorch_model*.bin")}):
+        h.update(p.name.encode() + b"\0")
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def check_export(folder: ModelFolder) -> None:
+    """The ONNX files must come from this folder's weights: export.json records their sha256."""
+    import json
+
+    info = folder.path / "onnx" / EXPORT_INFO
+    redo = f"run `nerkit export {folder.path} --onnx` (with --int8 for onnx-int8) again"
+    try:
+        recorded = json.loads(info.read_text()).get("weights_sha256")
+    except (OSError, ValueError, AttributeError):
+        raise ModelError(f"{info}: missing or unreadable, so the ONNX files cannot be matched to the weights; {redo}") from None
+    if recorded != weights_sha256(folder.path):
+        raise ModelError(f"{info}: the ONNX files were exported from other weights than the folder holds now; {redo}")
+
+
 def check_name(backend: str) -> None:
     if backend not in BACKENDS:
         raise ModelError(f"{backend!r} is not one of {', '.join(BACKENDS)}", field="backend")
@@ -129,4 +159,5 @@ def open_backend(folder: ModelFolder, backend: str = "torch", device: str | None
         dev = default_device(device)
         return TorchBackend(load_model(folder, device=dev), dev)
     path = folder.onnx_file(int8=backend == "onnx-int8")
+    check_export(folder)
     return OnnxBackend(path, folder.meta)

@@ -4,9 +4,10 @@ The app never runs inference itself: every text goes through `Tagger.pipe`, so t
 library give the same spans. Requests that arrive together are grouped into one `pipe` call (micro-
 batching) because one batched forward pass costs far less than N single ones on a CPU.
 
-settings: ServeSettings, ServeConfig · api: the pydantic models, LimitError · batcher: MicroBatcher · metrics: Metrics (Prometheus text) ·
-guard: the body-size/timeout middleware · api: the pydantic models · app: create_app, STATIC_DIR ·
-runner: run, check_port, the uvicorn factory · process: start_server/stop_server (a child process).
+settings: ServeSettings, ServeConfig · api: the pydantic models, LimitError · batcher: MicroBatcher (the
+bounded queue) · metrics: Metrics (prometheus_client) · guard: the Host, shedding, body-size and timeout
+middleware · protocol: uvicorn's h11 protocol with a header timeout · app: create_app, STATIC_DIR ·
+runner: run, check_port, the uvicorn options · process: start_server/stop_server (a child process).
 
 Names are imported on first use, so `nerkit.serve.process` alone does not import fastapi.
 """

@@ -58,3 +58,10 @@ def error_body(kind: str, message: str, **extra: Any) -> dict:
 
 def limit_response(e: LimitError) -> JSONResponse:
     return JSONResponse(error_body("limit", e.message, limit=e.limit, max=e.value), status_code=e.status)
+
+
+def overload_response(reason: str, retry_after_s: int, max_queue: int) -> JSONResponse:
+    """503 at once with Retry-After: the queue is full. The connection is closed too, so that under
+    overload a client's idle socket does not hold a descriptor the server needs."""
+    return JSONResponse(error_body("overload", f"the server is busy: {reason}", limit="max_queue", max=max_queue),
+                        503, headers={"Retry-After": str(retry_after_s), "Connection": "close"})

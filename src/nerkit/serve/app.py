@@ -1,4 +1,4 @@
-"""The FastAPI app: `POST /v1/entities`, `/v1/labels`, `/healthz`, `/metrics`, and the page at `/`.
+"""The FastAPI app: `POST /v1/entities`, `/v1/labels`, `/healthz`, `/readyz`, `/metrics`, and the page at `/`.
 
 The app never runs inference itself: every text goes through `Tagger.pipe` (via the MicroBatcher), so
 the service and the library give the same spans.
@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -31,14 +31,44 @@ from .api import (
     LimitError,
     error_body,
     limit_response,
+    overload_response,
 )
-from .batcher import MicroBatcher
+from .batcher import MicroBatcher, Overloaded
 from .guard import GuardMiddleware
-from .metrics import Metrics
+from .metrics import CONTENT_TYPE, Metrics
 from .settings import ServeSettings
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "serve_static"  # package data of nerkit
 TIMEOUT_STATUS = 503  # the model did not answer in time: the server is busy, not the input wrong
+CLIENT_GONE_STATUS = 499  # nginx's "client closed request": no client ever reads it
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its answer was ready."""
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client has gone. The guard middleware has read the body already, so `receive`
+    here only ever answers http.disconnect (or nothing until the response is sent)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _tag_while_connected(batcher: MicroBatcher, texts: list[str], request: Request, timeout: float):
+    """batcher.tag under a timeout, given up (and its job dropped unrun) as soon as the client leaves."""
+    job = asyncio.ensure_future(batcher.tag(texts))
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        done, _ = await asyncio.wait({job, gone}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not job.done():
+            job.cancel()  # cancels the job's future: the model loop skips it
+    if job in done:
+        return job.result()
+    if gone in done:
+        raise ClientGone
+    raise TimeoutError
 
 
 def _span_dict(span) -> dict:
@@ -73,7 +103,7 @@ def _jsonable_errors(errors: Sequence[Any]) -> list[dict]:
     return out
 
 
-LIMITS = ("max_body_bytes", "max_chars", "max_texts", "request_timeout_s")
+LIMITS = ("max_body_bytes", "max_chars", "max_texts", "request_timeout_s", "max_queue")
 
 
 def load_tagger(model_dir: str, predictor: PredictorSettings):
@@ -97,8 +127,9 @@ def create_app(tagger_or_model_dir, settings: ServeSettings | None = None,
         tagger = load_tagger(str(tagger_or_model_dir), predictor or PredictorSettings())
     else:
         tagger = tagger_or_model_dir
-    batcher = MicroBatcher(tagger, settings)
     metrics = Metrics()
+    batcher = MicroBatcher(tagger, settings, on_call=lambda n, _: metrics.batch.observe(n))
+    metrics.watch(batcher)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -122,7 +153,7 @@ def create_app(tagger_or_model_dir, settings: ServeSettings | None = None,
     _error_handlers(app)
     _routes(app, tagger, settings, batcher, metrics)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.add_middleware(GuardMiddleware, settings=settings, metrics=metrics)
+    app.add_middleware(GuardMiddleware, settings=settings, metrics=metrics, batcher=batcher)
     return app
 
 
@@ -155,7 +186,8 @@ def _routes(app: FastAPI, tagger, settings: ServeSettings, batcher: MicroBatcher
               responses={413: {"model": ErrorResponse, "description": "over max_body_bytes, max_texts or "
                                                                       "max_chars"},
                          422: {"model": ErrorResponse, "description": "bad JSON or wrong types"},
-                         503: {"model": ErrorResponse, "description": "over request_timeout_s"}})
+                         503: {"model": ErrorResponse, "description": "the queue is full (at once, with "
+                                                                      "Retry-After) or over request_timeout_s"}})
     async def entities(req: EntitiesRequest, request: Request):
         """Entities in one text (`text`) or in each of a batch of texts (`texts`)."""
         if (req.text is None) == (req.texts is None):
@@ -168,13 +200,17 @@ def _routes(app: FastAPI, tagger, settings: ServeSettings, batcher: MicroBatcher
             return JSONResponse(error_body("validation", str(e)), 422)
         deadline = getattr(request.state, "nerkit_deadline", time.monotonic() + settings.request_timeout_s)
         try:
-            spans = await asyncio.wait_for(batcher.tag(texts), max(deadline - time.monotonic(), 0.001))
+            spans = await _tag_while_connected(batcher, texts, request, max(deadline - time.monotonic(), 0.001))
+        except Overloaded as e:
+            return overload_response(e.reason, e.retry_after_s, settings.max_queue)
         except TimeoutError:
             return JSONResponse(error_body("limit", f"no answer within request_timeout_s "
                                                     f"({settings.request_timeout_s} s)",
                                            limit="request_timeout_s", max=settings.request_timeout_s),
                                 TIMEOUT_STATUS, headers={"Retry-After": "1"})
-        metrics.texts += len(texts)
+        except ClientGone:  # nobody reads this answer; the status is for the access log and /metrics
+            return JSONResponse(error_body("gone", "the client closed the connection"), CLIENT_GONE_STATUS)
+        metrics.texts.inc(len(texts))
         results = [{"entities": [_span_dict(s) for s in row]} for row in spans]
         # a Response skips re-validating our own output against response_model (it only documents it)
         return JSONResponse(results[0] if req.text is not None else {"results": results})
@@ -186,13 +222,27 @@ def _routes(app: FastAPI, tagger, settings: ServeSettings, batcher: MicroBatcher
 
     @app.get("/healthz")
     async def healthz():
-        """Liveness: the model is loaded and the process answers."""
+        """Liveness: the process answers (its event loop runs)."""
         return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: {"description": "not ready: `checks` says which check failed"}})
+    async def readyz():
+        """Readiness for a load balancer: the model is loaded, its thread runs (no call stuck past the
+        timeout) and the queue is below its cap. 503 with the failed checks otherwise."""
+        checks = {"model_loaded": tagger is not None and bool(getattr(tagger, "labels", None)),
+                  "model_thread": batcher.running(),
+                  "queue_below_cap": batcher.overload(1) is None}
+        body = {"status": "ready" if all(checks.values()) else "not ready", "checks": checks,
+                "queue_texts": batcher.waiting_texts, "max_queue": settings.max_queue}
+        if all(checks.values()):
+            return body
+        return JSONResponse(body, 503, headers={"Retry-After": "1"})
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus():
-        """Request counts and latency in the Prometheus text format."""
-        return PlainTextResponse(metrics.render(batcher), media_type="text/plain; version=0.0.4")
+        """Request counts and latency, model calls and batch sizes, the queue and what it shed, and the
+        process (RSS, CPU, file descriptors) in the Prometheus text format."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/", include_in_schema=False)
     async def index():

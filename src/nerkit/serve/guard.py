@@ -1,5 +1,6 @@
-"""The ASGI middleware in front of the app: it times every request and reads each body under the size
-limit and the timeout before a handler sees it."""
+"""The ASGI middleware in front of the app: it times every request, refuses a Host header outside the
+allow-list (DNS rebinding), and reads each body under the size limit and the timeout before a handler
+sees it."""
 
 from __future__ import annotations
 
@@ -9,19 +10,23 @@ from collections.abc import Awaitable, Callable
 
 from fastapi.responses import JSONResponse
 
-from .api import LimitError, error_body, limit_response
+from .api import LimitError, error_body, limit_response, overload_response
+from .batcher import MicroBatcher
 from .metrics import Metrics
 from .settings import ServeSettings
 
+ENTITIES_PATH = "/v1/entities"
 ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
 
 
 class GuardMiddleware:
-    """Times every request for /metrics, and reads each body under the size limit and the timeout before
-    the app sees it, so that an oversized or endless body never reaches a handler."""
+    """Times every request for /metrics; refuses a Host outside the allow-list (400) and, while the queue
+    is full, a tagging request (503) before reading its body; and reads each body under the size limit
+    and the timeout before the app sees it, so that an oversized or endless body never reaches a handler."""
 
-    def __init__(self, app: ASGIApp, settings: ServeSettings, metrics: Metrics):
-        self.app, self.settings, self.metrics = app, settings, metrics
+    def __init__(self, app: ASGIApp, settings: ServeSettings, metrics: Metrics, batcher: MicroBatcher | None = None):
+        self.app, self.settings, self.metrics, self.batcher = app, settings, metrics, batcher
+        self.hosts = settings.allowed_hosts()
 
     async def __call__(self, scope: dict, receive, send) -> None:
         if scope["type"] != "http":
@@ -36,6 +41,10 @@ class GuardMiddleware:
             await send(message)
 
         try:
+            refused = self._check_host(scope) or self._shed(scope)
+            if refused is not None:
+                await refused(scope, receive, send_wrapper)  # type: ignore[arg-type]
+                return
             body_receive = await self._read_body(scope, receive)
             if isinstance(body_receive, JSONResponse):
                 await body_receive(scope, receive, send_wrapper)  # type: ignore[arg-type]
@@ -44,8 +53,33 @@ class GuardMiddleware:
                 await self.app(scope, body_receive, send_wrapper)
         finally:
             route = scope.get("route")
-            path = getattr(route, "path", None) or "other"
+            known = ENTITIES_PATH if scope.get("path") == ENTITIES_PATH else "other"  # shed before routing
+            path = getattr(route, "path", None) or known
             self.metrics.observe(scope.get("method", "?"), path, status["code"], time.perf_counter() - start)
+
+    def _check_host(self, scope: dict) -> JSONResponse | None:
+        """400 unless the Host header names an allowed host: a page on another site that rebinds its own
+        name to 127.0.0.1 sends its own name as the Host, so it cannot reach a loopback server."""
+        if self.hosts is None:
+            return None
+        raw = next((v for k, v in scope.get("headers", []) if k == b"host"), b"")
+        host = host_name(raw.decode("latin-1"))
+        if host in self.hosts:
+            return None
+        return JSONResponse(error_body("host", f"Host {host[:100]!r} is not allowed; the server accepts "
+                                               f"{', '.join(sorted(self.hosts))} (serve.allow_host adds more)"),
+                            400)
+
+    def _shed(self, scope: dict) -> JSONResponse | None:
+        """A tagging request while the queue is full is refused before its body is read or parsed: under
+        overload the cheapest answer is the one that lets the event loop keep up."""
+        if self.batcher is None or scope.get("method") != "POST" or scope.get("path") != ENTITIES_PATH:
+            return None
+        refused = self.batcher.overload(1)
+        if refused is None:
+            return None
+        self.batcher.shed += 1
+        return overload_response(refused.reason, refused.retry_after_s, self.settings.max_queue)
 
     async def _read_body(self, scope: dict, receive):
         """The whole body, or a 413/408 response. Returns a `receive` that replays the body."""
@@ -97,3 +131,12 @@ class GuardMiddleware:
 
 def _body_limit(limit: int) -> LimitError:
     return LimitError(413, "max_body_bytes", limit, f"the request body is over max_body_bytes ({limit} bytes)")
+
+
+def host_name(header: str) -> str:
+    """The host of a Host header, lower-cased, without the port or an IPv6 address's brackets."""
+    h = header.strip().lower()
+    if h.startswith("["):
+        return h[1:h.find("]")] if "]" in h else h
+    name, sep, port = h.rpartition(":")
+    return name if sep and port.isdigit() else h

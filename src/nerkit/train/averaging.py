@@ -47,10 +47,16 @@ class WeightAverage:
                     params[n].copy_(r)
 
     def save(self, path: Path) -> None:
-        torch.save({"decay": self.decay, "updates": self.updates, "shadow": self.shadow}, path)
+        """A safetensors file: the averaged tensors, the decay and the count of updates as its metadata."""
+        from safetensors.torch import save_file
+
+        save_file({n: s.detach().cpu().contiguous() for n, s in self.shadow.items()}, str(path),
+                  metadata={"decay": repr(self.decay), "updates": str(self.updates)})
 
     def load(self, path: Path) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        self.updates = state["updates"]
-        for n, s in state["shadow"].items():
-            self.shadow[n].copy_(s)
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            self.updates = int(f.metadata()["updates"])
+            for n in f.keys():  # noqa: SIM118 (safe_open is no dict)
+                self.shadow[n].copy_(f.get_tensor(n))

@@ -15,9 +15,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from pathlib import Path
 
-from ..atomic import write_text
 from ..batching import token_counts
-from ..config import dump_yaml
 from .setup import Run
 from .state import TrainState
 
@@ -33,11 +31,13 @@ class Callback:
         """Before the first epoch; on --resume, after the checkpoint restored t.state."""
 
     def on_epoch_begin(self, t: Trainer) -> None:
-        """t.epoch (0-based) is about to train; its windows are cut and the model is in train mode."""
+        """t.epoch (0-based) is about to train; its windows are cut and the model is in train mode.
+        t.state.batch > 0: the run resumed inside this epoch, after that many of its batches."""
 
     def on_step_end(self, t: Trainer) -> None:
-        """After each optimiser step: t.state.step counts it; t.step_losses holds the losses of its
-        batches (several with grad_accum); t.real / t.slots the epoch's real and padded tokens so far."""
+        """After each optimiser step: t.state.step counts it, t.state.batch the epoch's batches so far;
+        t.step_losses holds the losses of its batches (several with grad_accum); t.real / t.slots the
+        epoch's real and padded tokens so far."""
 
     def on_epoch_end(self, t: Trainer) -> None:
         """The epoch's training is over; t.entry is its history record (timing, padding) so far."""
@@ -85,8 +85,6 @@ class Trainer:
     def fit(self) -> None:
         run = self.run
         self.fire("on_train_begin")
-        if run.main:
-            write_text(run.out / "config.yaml", dump_yaml(run.cfg))
         for epoch in range(self.state.epoch, run.cfg.train.epochs):
             if self.done():
                 break
@@ -101,13 +99,16 @@ class Trainer:
         """One pass over the batches (cut short by train.max_steps). Returns its seconds."""
         run, cfg = self.run, self.run.cfg.train
         acc, model, optimizer, scheduler = run.acc, run.model, run.optimizer, run.scheduler
-        run.data.set_epoch(self.epoch)
+        # state.batch > 0: resumed mid-epoch, those batches (per process) are trained already.
+        run.data.set_epoch(self.epoch, skip=self.state.batch * acc.num_processes)
         model.train()
-        self.real = self.slots = 0
+        if not self.state.batch:
+            self.real = self.slots = 0
         self.fire("on_epoch_begin")
         t0 = time.perf_counter()
         losses: list[float] = []
         for batch in run.data.loader:
+            self.state.batch += 1
             r, s = token_counts(batch)
             self.real, self.slots = self.real + r, self.slots + s
             with acc.accumulate(model):
@@ -132,7 +133,7 @@ class Trainer:
         state.train_seconds += seconds
         self.entry = {"epoch": self.epoch + 1, "step": state.step, "seconds": round(seconds, 1),
                       "padding_fraction": round(1 - self.real / max(self.slots, 1), 5),
-                      "tokens_per_second": round(self.real / seconds, 1)}
+                      "tokens_per_second": round(self.real / max(seconds, 1e-9), 1)}
         self.fire("on_epoch_end")
         run.acc.wait_for_everyone()
         with ExitStack() as weights:
@@ -141,7 +142,7 @@ class Trainer:
             self.fire("on_evaluate")
         entry = self.entry
         state.history.append(entry)
-        state.epoch = self.epoch + 1
+        state.epoch, state.batch = self.epoch + 1, 0
         log.info("epoch %d: %.0fs, %.0f real tokens/s, padding %.2f%%%s", state.epoch, seconds,
                  entry["tokens_per_second"], 100 * entry["padding_fraction"],
                  f", validation F1 {entry['validation_f1']:.2f}" if "validation_f1" in entry else "")

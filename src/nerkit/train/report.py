@@ -33,6 +33,9 @@ def write_report(run: Run, state: TrainState, predictor: Predictor) -> dict:
         log.info("%s (conlleval, best epoch %d)\n%s", name, state.best_epoch, ev.conlleval.table(name))
         log.info("%s strict IOB2 micro F1 %.2f", name, 100 * ev.strict.micro.f1)
     write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    from ..card import write_card  # the model card: README.md in the model folder, from these metrics
+
+    write_card(out / "model", run.meta, metrics, {"train": run.data.corpus, **run.evals})
     from ..plots import training_curves
 
     training_curves(state.losses, state.history, out / "curves.png")

@@ -3,11 +3,13 @@ its encoder, the batches, the optimiser and the schedule."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
 import random
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from torch.utils.data import DataLoader
 from ..batching import Collator, LengthBucketSampler
 from ..corpus import Corpus, Document, Splits, load_splits, resolve_data_dir
 from ..encoding import Encoder
+from ..errors import ConfigError
 from ..folder import ModelMeta, max_length_for
 from ..model import NerModel, build_model, is_cased
 from ..settings import Config
@@ -47,8 +50,9 @@ class TrainData:
         self.features, self._cut = self._encode(0), 0
         self._batching = (cfg.train.batch_size, cfg.train.max_tokens, pad_mult)
         self.sampler = LengthBucketSampler([len(f) for f in self.features], *self._batching, seed=cfg.train.seed)
+        self.resumable = ResumableSampler(self.sampler)
         collate = Collator(encoder.tokenizer.pad_token_id, pad_mult, with_shapes=encoder.shapes)
-        self.loader: Any = DataLoader(self.features, batch_sampler=self.sampler, collate_fn=collate)  # type: ignore[arg-type]
+        self.loader: Any = DataLoader(self.features, batch_sampler=self.resumable, collate_fn=collate)  # type: ignore[arg-type]
 
     def _encode(self, epoch: int) -> list:
         rng = random.Random(self.seed * 1000 + epoch) if self.jitter else None
@@ -63,12 +67,37 @@ class TrainData:
         sampler.set_epoch(epoch)
         return len(sampler)
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """The batches of that epoch, less the first `skip` (already trained before a --resume)."""
         self.sampler.set_epoch(epoch)
         if self.jitter and epoch != self._cut:  # same list object: the loader sees the new windows
             self.features[:], self._cut = self._encode(epoch), epoch
             self.sampler.set_lengths([len(f) for f in self.features])
+        self.resumable.skip = skip
         self.loader.set_epoch(epoch)  # keeps Accelerate's own epoch counter in step after --resume
+
+
+class ResumableSampler:
+    """The batch sampler, with what a run resumed mid-epoch needs for its next pass only: the first
+    `skip` batches left out, and `at_start` called as the pass starts. That is once the loader has
+    drawn its seed from the global random state, a draw the stopped run made before its checkpoint;
+    restoring the random states there, not before, keeps dropout's numbers those of the stopped run."""
+
+    batch_size = None  # see LengthBucketSampler
+
+    def __init__(self, batches: LengthBucketSampler):
+        self.batches, self.skip = batches, 0
+        self.at_start: Callable[[], None] | None = None
+
+    def __iter__(self) -> Iterator[list[int]]:  # a generator: its body runs at the pass's first batch
+        skip, self.skip = self.skip, 0
+        at_start, self.at_start = self.at_start, None
+        if at_start is not None:
+            at_start()
+        yield from itertools.islice(iter(self.batches), skip, None)
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 @dataclass
@@ -150,7 +179,11 @@ def _model(cfg: Config, splits: Splits) -> tuple[NerModel, Any, Encoder, ModelMe
         log.warning("data.context=%d but %s has no -DOCSTART- documents: encoding sentence by sentence "
                     "instead", context, splits.train.path)
         context = 0
-    max_length = cfg.model.max_length or max_length_for(tokenizer, model.config)
+    limit = max_length_for(tokenizer, model.config)
+    if cfg.model.max_length > limit:
+        raise ConfigError(f"model.max_length: expected 0 or 16 to {limit} (the limit of {cfg.model.name}), "
+                          f"got {cfg.model.max_length}")
+    max_length = cfg.model.max_length or limit
     encoder = Encoder(tokenizer, labels, max_length=max_length, context=context, shapes=shapes)
     meta = ModelMeta(labels=labels, max_length=max_length, context=context, shapes=shapes,
                      constrained=cfg.decode.constrained, train_config=cfg.to_dict())
@@ -184,8 +217,10 @@ def setup(cfg: Config) -> Run:
     setup_logging(out, main)
     set_seed(cfg.train.seed)
 
-    splits = load_splits(resolve_data_dir(cfg.data.dir), cfg.data.train or None, cfg.data.validation or None,
-                         cfg.data.test or None, cfg.data.scheme)
+    d = cfg.data
+    splits = load_splits(resolve_data_dir(d.dir), d.train or None, d.validation or None, d.test or None, d.scheme,
+                         format=d.format, misaligned=d.misaligned, label_names=d.labels, split=d.split,
+                         seed=cfg.train.seed)
     train_c = limit_corpus(splits.train, cfg.data.limit_train)
     evals = {name: limit_corpus(c, cfg.data.limit_eval) for name, c in splits.items()}
     model, tokenizer, encoder, meta = _model(cfg, splits)

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 class TrainState:
     epoch: int = 0  # epochs finished
     step: int = 0  # optimiser steps taken
+    batch: int = 0  # batches of the epoch in progress taken (per process); 0 at an epoch's end
     best_f1: float = -1.0  # best validation micro F1 (0-1); -1: none yet, or no validation split
     best_epoch: int = 0  # the epoch (1-based) whose weights are in model/
     history: list[dict] = field(default_factory=list)  # per epoch: step, seconds, padding, validation F1
