@@ -54,15 +54,18 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in rows:
+    for i, r in enumerate(sorted(rows, key=lambda r: r["words_per_s"])):
         ax.scatter(r["words_per_s"], r["test_f1"], s=36)
-        ax.annotate(r["name"], (r["words_per_s"], r["test_f1"]), textcoords="offset points", xytext=(5, 4),
-                    fontsize=8)
+        ax.annotate(r["name"], (r["words_per_s"], r["test_f1"]), textcoords="offset points", fontsize=8,
+                    xytext=(6, 6 if i % 2 else -12))  # alternate above and below: neighbours do not collide
     ax.set_xscale("log")
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
+    lo, hi = min(r["words_per_s"] for r in rows), max(r["words_per_s"] for r in rows)
+    ax.set_xlim(lo / 1.5, hi * 2.5)  # room for the labels on the right
     ax.set_xlabel("words per second (raw text in, character spans out; log scale)")
     ax.set_ylabel("test F1 (CoNLL-2003, whole documents)")
     ax.set_title(title, fontsize=9)

@@ -130,7 +130,8 @@ def test_actor_writes_the_parquet_parts_one_process_writes(tmp_path, trained_mod
     import numpy as np
     import torch
 
-    from nerkit.bulk.io import list_inputs, plan
+    from nerkit.bulk.blocks import plan
+    from nerkit.bulk.files import list_inputs
     from nerkit.bulk.ray_tag import BlockTagger
 
     docs = documents(30, seed=22)
@@ -160,7 +161,7 @@ def test_an_actor_sends_a_refused_block_back_as_data(tmp_path, trained_model_dir
     import numpy as np
     import torch
 
-    from nerkit.bulk.io import Block
+    from nerkit.bulk.blocks import Block
     from nerkit.bulk.ray_tag import BlockTagger
 
     pq.write_table(pa.Table.from_pylist([{"x": "a"}]), tmp_path / "p.parquet")

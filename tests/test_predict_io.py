@@ -88,7 +88,8 @@ def test_parquet_needs_a_file_and_a_text_column(tmp_path, capsys, trained_model_
 
 
 def test_blocks_cover_every_record_once_with_its_line(tmp_path):
-    from nerkit.bulk.io import list_inputs, plan, read_block
+    from nerkit.bulk.blocks import plan, read_block
+    from nerkit.bulk.files import list_inputs
 
     lines = ["first", "", "third\r", "é fourth", "fifth", "sixth", "seventh"]
     (tmp_path / "a.txt").write_bytes(("\n".join(lines)).encode("utf-8"))  # no final newline
@@ -115,7 +116,8 @@ def test_blocks_cover_every_record_once_with_its_line(tmp_path):
 
 
 def test_parquet_blocks_are_whole_row_groups(tmp_path):
-    from nerkit.bulk.io import list_inputs, plan, read_block
+    from nerkit.bulk.blocks import plan, read_block
+    from nerkit.bulk.files import list_inputs
 
     pq.write_table(pa.Table.from_pylist([{"text": str(i)} for i in range(10)]), tmp_path / "p.parquet",
                    row_group_size=3)

@@ -87,11 +87,12 @@ def set_key(root: Any, key: str, value: Any, where: str) -> None:
     setattr(obj, f.name, _coerce(value, getattr(obj, f.name), f"{where} {key}"))
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{'train': {'lr': 1}} -> {'train.lr': 1}."""
     out = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -109,7 +110,7 @@ def read_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"{p}: not valid {p.suffix.lstrip('.').upper() or 'YAML'}: {str(e).splitlines()[0]}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a mapping of sections, got {type(raw).__name__}")
-    return _flatten(raw)
+    return flatten(raw)
 
 
 def settings_from(cls: type[T], path: str | os.PathLike | None = None,

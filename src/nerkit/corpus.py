@@ -42,25 +42,32 @@ class Corpus:
         return {typ for s in self.sentences for t in s.tags if (typ := split_tag(t)[1]) is not None}
 
 
-def _lines(path: Path) -> Iterable[tuple[int, str]]:
+def read_utf8(path: Path, expected: str) -> str:
+    """A text file's content, a leading BOM dropped; a one-line CorpusError naming the file (and the line
+    and byte, counted in the file as it is) when it is missing, a folder, empty, binary or not UTF-8.
+    Every reader (CoNLL here, the formats of data/) starts here."""
     try:
         raw = path.read_bytes()
     except IsADirectoryError:
-        raise CorpusError(f"{path}: is a folder, expected a CoNLL file") from None
+        raise CorpusError(f"{path}: is a folder, expected {expected}") from None
     except OSError as e:
         raise CorpusError(f"{path}: cannot read: {e.strerror}") from None
     if not raw.strip():
-        raise CorpusError(f"{path}: the file is empty, expected CoNLL columns 'token ... tag'")
+        raise CorpusError(f"{path}: the file is empty, expected {expected}")
     skip = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     body = raw[skip:]  # offsets into body, so that a leading BOM does not shift them
     if b"\x00" in body:
         at = body.index(b"\x00")
         raise CorpusError(f"{path}:{_line_at(body, at)}: binary data (NUL byte), expected a UTF-8 text file")
     try:
-        text = body.decode("utf-8")
+        return body.decode("utf-8")
     except UnicodeDecodeError as e:
         raise CorpusError(f"{path}:{_line_at(body, e.start)}: invalid UTF-8 (byte 0x{body[e.start]:02x} at byte "
                           f"{skip + e.start} of the file, from 0), expected UTF-8 text") from None
+
+
+def _lines(path: Path) -> Iterable[tuple[int, str]]:
+    text = read_utf8(path, "CoNLL columns 'token ... tag'")
     for i, row in enumerate(_BREAK.split(text), start=1):
         yield i, row.removeprefix("\ufeff")  # a BOM that starts a line: files joined end to end
 

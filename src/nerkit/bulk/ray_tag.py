@@ -1,6 +1,6 @@
 """`nerkit predict --ray`: bulk tagging on Ray Data.
 
-The driver cuts the input into stable blocks (bulk/io.py) and hands Ray Data one row per block that
+The driver cuts the input into stable blocks (bulk/blocks.py) and hands Ray Data one row per block that
 is not done yet; `map_batches` runs them on a fixed pool of actors, each holding one Tagger. An actor
 tags a block as one stream (token-budget batches inside, as the tagger does in one process), writes
 OUTPUT_DIR/part-NNNNNN.{jsonl,parquet} atomically (beside the target, then renamed) and returns the
@@ -22,7 +22,9 @@ from typing import Any
 
 from ..errors import NerkitError, UsageError
 from ..settings import PredictSettings
-from .io import Block, filesystem, is_local, list_inputs, plan, read_block, tag_block
+from .blocks import Block, plan, read_block
+from .files import filesystem, is_local, list_inputs
+from .records import tag_block
 
 PLAN_FILE = "_nerkit_plan.json"
 SUMMARY_FILE = "_nerkit_summary.json"

@@ -65,7 +65,9 @@ def _run_here(args: argparse.Namespace, settings: PredictSettings, texts: list[s
     from tqdm.auto import tqdm
 
     from ..atomic import writer
-    from ..bulk.io import Doc, list_inputs, plan
+    from ..bulk.blocks import plan
+    from ..bulk.files import list_inputs
+    from ..bulk.records import Doc
     from ..engine.predictor import TEXT_BUDGET
     from ..tagger import Tagger
 
@@ -102,14 +104,14 @@ def _run_here(args: argparse.Namespace, settings: PredictSettings, texts: list[s
 
 def _block_docs(blocks, settings: PredictSettings, failures: list[str], progress: Callable[[int], object]):
     """Each block's documents as its own stream: the blocks and batches `--ray` tags, so both agree."""
-    from ..bulk.io import read_block
+    from ..bulk.blocks import read_block
 
     for block in blocks:
         yield list(read_block(block, settings.text_field, failures, progress))
 
 
 def _stdin_docs(settings: PredictSettings, unit: str, failures: list[str]):
-    from ..bulk.io import iter_line_docs
+    from ..bulk.blocks import iter_line_docs
 
     kind = settings.input_format if settings.input_format != "auto" else "text"
     if kind == "parquet":
@@ -122,7 +124,7 @@ def _predict_into(out, settings: PredictSettings, tagger, streams: Iterable[Iter
     """Tag each stream of documents in input order and write one record per document."""
     from collections import deque
 
-    from ..bulk.io import ParquetRecords, jsonl_line, record
+    from ..bulk.records import ParquetRecords, jsonl_line, record
 
     sink = ParquetRecords(out) if settings.format == "parquet" else None
     write = {"conll": _write_conll, "pretty": _write_pretty}.get(settings.format)

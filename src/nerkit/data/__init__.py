@@ -5,6 +5,7 @@ Corpus / Document / Sentence objects of corpus.py, and every writer takes them."
 from __future__ import annotations
 
 from .base import AlignmentReport, DocSource, Loaded, Misaligned
+from .dialects import DIALECTS
 from .formats import (
     FORMATS,
     FormatName,
@@ -18,7 +19,7 @@ from .formats import (
     write_conll,
     write_predictions,
 )
-from .spans import DIALECTS, POLICIES, Policy
+from .spans import POLICIES, Policy
 
 __all__ = ["AlignmentReport", "DIALECTS", "DocSource", "FORMATS", "FormatName", "Loaded", "Misaligned", "POLICIES",
            "Policy", "detect_format", "output_format", "parse_split", "read", "read_corpus", "split_documents",

@@ -1,5 +1,5 @@
-"""What every reader and writer of data/ shares: the file's text with one-line errors, JSON records with
-their line numbers, where each document came from (its text and word offsets), and the alignment report."""
+"""What every reader and writer of data/ shares: JSON records with their line numbers, where each document
+came from (its text and word offsets), and the alignment report. Files are read with corpus.read_utf8."""
 
 from __future__ import annotations
 
@@ -15,24 +15,6 @@ from ..corpus import Corpus
 from ..errors import CorpusError
 
 log = logging.getLogger("nerkit")
-
-
-def read_text(path: Path, expected: str) -> str:
-    """The file as UTF-8 text; a CorpusError naming the file (and line) when it cannot be."""
-    try:
-        raw = path.read_bytes()
-    except IsADirectoryError:
-        raise CorpusError(f"{path}: is a folder, expected {expected}") from None
-    except OSError as e:
-        raise CorpusError(f"{path}: cannot read: {e.strerror}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        at = raw[: e.start].count(b"\n") + 1
-        raise CorpusError(f"{path}:{at}: invalid UTF-8 (byte 0x{raw[e.start]:02x}), expected {expected}") from None
-    if not text.strip():
-        raise CorpusError(f"{path}: the file is empty, expected {expected}")
-    return text
 
 
 def json_records(path: Path, text: str) -> Iterator[tuple[int, Any]]:

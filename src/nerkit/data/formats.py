@@ -15,8 +15,9 @@ from ..atomic import writer
 from ..corpus import Corpus, check_labels, read_conll
 from ..errors import CorpusError
 from .base import Loaded
+from .dialects import dialect_of
 from .rows import read_rows, write_rows
-from .spans import Policy, dialect_of, read_spans, write_spans
+from .spans import Policy, read_spans, write_spans
 
 FormatName = Literal["auto", "conll", "spans", "rows"]
 FORMATS = ("conll", "spans", "rows")

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import writer
-from ..corpus import Corpus, Document, Sentence
+from ..corpus import Corpus, Document, Sentence, read_utf8
 from ..errors import CorpusError
 from ..schemes import TagError, detect_scheme, to_iob2
-from .base import Loaded, json_records, read_text
+from .base import Loaded, json_records
 
 EXPECTED = "rows with 'tokens' and 'ner_tags'"
 DOC_KEYS = ("doc_id", "document_id")
@@ -87,7 +87,7 @@ def _rows(path: Path) -> tuple[Iterable[tuple[int, Any]], list[str] | None, str]
     if path.suffix.lower() == ".parquet":
         rows, names = _parquet_rows(path)
         return rows, names, "parquet"
-    text = read_text(path, f"JSON {EXPECTED}")
+    text = read_utf8(path, f"JSON {EXPECTED}")
     kind = "json" if text.lstrip().startswith("[") else "jsonl"
     return json_records(path, text), None, kind
 

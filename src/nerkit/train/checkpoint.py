@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from ..atomic import fault_point
+from ..config import flatten
 from ..corpus import Corpus
 
 MODEL_FILE = "model.safetensors"
@@ -112,7 +113,7 @@ def corpus_digest(corpus: Corpus) -> str:
 def fingerprint(config: dict, corpora: dict[str, Corpus], processes: int = 1) -> dict:
     """What a run must share with its checkpoint to resume from it exactly: the settings (but those in
     RESUMABLE_KEYS), the data as read, and the number of processes."""
-    flat = _flatten(config)
+    flat = flatten(config)
     return {"config": {k: v for k, v in flat.items() if k not in RESUMABLE_KEYS},
             "data": {name: corpus_digest(c) for name, c in corpora.items()},
             "run": {"processes": processes}}
@@ -130,14 +131,4 @@ def differences(saved: dict, now: dict, sections: tuple[str, ...] = ("config", "
                 out.append(f"data ({key} split) differs")
             else:
                 out.append(f"{key} ({a.get(key, 'unset')!r} in the checkpoint, {b.get(key, 'unset')!r} now)")
-    return out
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out: dict = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
     return out
