@@ -56,6 +56,27 @@ def test_onnx_backend_refuses_an_export_of_other_weights(tmp_path, exported):
         nerkit.load(str(d), backend="onnx")
 
 
+def test_auto_backend_is_int8_only_where_a_checked_export_runs(tmp_path, exported, trained_model_dir):
+    """'auto' (the server's default) takes the int8 file where it exists, matches the weights and runs on the
+    CPU; else torch, never an error."""
+    from nerkit.engine.backends import choose
+    from nerkit.folder import ModelFolder
+
+    assert choose(ModelFolder(exported), "auto", "cpu") == "onnx-int8"
+    assert nerkit.load(str(exported), backend="auto", device="cpu").predictor.backend_name == "onnx-int8"
+    assert choose(ModelFolder(exported), "auto", "cuda") == "torch"  # onnxruntime here runs on the CPU only
+    assert choose(ModelFolder(trained_model_dir), "auto", "cpu") == "torch"  # never exported
+    d = tmp_path / "model"
+    shutil.copytree(exported, d)
+    info = d / ONNX_DIR / "export.json"
+    info.write_text(json.dumps(json.loads(info.read_text()) | {"weights_sha256": "0" * 64}))
+    assert choose(ModelFolder(d), "auto", "cpu") == "torch"  # stale export: torch, not the old weights
+    assert nerkit.load(str(d), backend="auto", device="cpu").predictor.backend_name == "torch"
+    assert choose(ModelFolder(exported), "onnx", "cpu") == "onnx"
+    with pytest.raises(ModelError, match="is not one of"):
+        choose(ModelFolder(exported), "tensorrt", "cpu")
+
+
 @pytest.mark.parametrize("knob, value, args, said", [
     ("FP32_TOLERANCE", -1.0, ["--onnx"], "logits differ from torch's by up to"),
     ("INT8_MIN_AGREEMENT", 1.01, ["--onnx", "--int8"], "words as the fp32 model does, under the 101% required"),

@@ -277,5 +277,5 @@ def test_import_nerkit_is_light():
 
 def test_unknown_backend_is_named(trained_model_dir):
     """An unknown backend fails as such, before anything looks for its files."""
-    with pytest.raises(ModelError, match="^backend: 'tensorrt' is not one of torch, onnx, onnx-int8$"):
+    with pytest.raises(ModelError, match="^backend: 'tensorrt' is not one of torch, onnx, onnx-int8, auto$"):
         nerkit.load(str(trained_model_dir), backend="tensorrt")

@@ -167,7 +167,9 @@ class Config:
 class PredictorSettings:
     """How a trained model runs (evaluate, errors, predict, serve)."""
 
-    backend: BackendName = opt("torch", "torch, or onnxruntime on the file `nerkit export` wrote")
+    backend: BackendName = opt("torch", "torch; onnx or onnx-int8: onnxruntime on the file `nerkit export` wrote; "
+                               "auto: onnx-int8 where a checked int8 export exists and the model runs on the "
+                               "CPU, else torch")
     device: str = opt("", "torch device: cpu, cuda, cuda:1 ...; empty: cuda when available")
     argmax: bool = opt(False, "plain argmax instead of the model's constrained (Viterbi) decoding", flag=True)
     max_tokens: int = opt(0, "most padded tokens per model call; 0: the command's default budget")

@@ -19,7 +19,7 @@ from ..decoding import decode_flat
 from ..encoding import Encoder, Feature
 from ..folder import ModelFolder, ModelMeta
 from ..schemes import split_tag
-from .backends import Backend, TorchBackend, check_name, default_device, open_backend
+from .backends import Backend, TorchBackend, choose, default_device, open_backend
 from .budget import CORPUS_BUDGET, TEXT_BUDGET, Budget
 
 __all__ = ["CORPUS_BUDGET", "TEXT_BUDGET", "Budget", "Prediction", "Predictor"]
@@ -40,8 +40,9 @@ class Predictor:
     with `Predictor.from_model` (the trainer does)."""
 
     def __init__(self, backend: Backend, tokenizer, meta: ModelMeta, constrained: bool | None = None,
-                 budget: Budget = CORPUS_BUDGET, description: str = ""):
+                 budget: Budget = CORPUS_BUDGET, description: str = "", backend_name: str = "torch"):
         self.backend, self.tokenizer, self.meta = backend, tokenizer, meta
+        self.backend_name = backend_name  # torch, onnx or onnx-int8: what runs (after 'auto' chose)
         self.labels: list[str] = list(meta.labels)
         self.entity_types: list[str] = sorted({t for t in (split_tag(lab)[1] for lab in self.labels) if t})
         self.constrained = meta.constrained if constrained is None else constrained
@@ -54,13 +55,14 @@ class Predictor:
     def from_dir(cls, model_dir: str | os.PathLike | ModelFolder, backend: str = "torch",
                  device: str | None = None, constrained: bool | None = None,
                  budget: Budget = CORPUS_BUDGET) -> Predictor:
-        """backend: torch, onnx or onnx-int8 (the files `nerkit export` writes). device (torch only):
+        """backend: torch, onnx or onnx-int8 (the files `nerkit export` writes), or auto (int8 where the
+        folder has a checked int8 export and the model runs on the CPU, else torch). device (torch only):
         cpu, cuda, ...; default cuda when available."""
         folder = model_dir if isinstance(model_dir, ModelFolder) else ModelFolder(model_dir)
-        check_name(backend)
+        backend = choose(folder, backend, device)  # an unknown name fails here, before the folder check
         folder.check(backend)  # a missing file or broken folder fails before the weights load
         run = open_backend(folder, backend, device)
-        return cls(run, folder.tokenizer, folder.meta, constrained, budget, f"{folder.path}, {backend}")
+        return cls(run, folder.tokenizer, folder.meta, constrained, budget, f"{folder.path}, {backend}", backend)
 
     @classmethod
     def from_model(cls, model, tokenizer, meta: ModelMeta, device: torch.device | str | None = None,

@@ -98,18 +98,22 @@ def run(model_dir: str, config: ServeConfig | None = None) -> None:
     config = config or ServeConfig()
     config = replace(config, serve=raise_fd_limit(config.serve))
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    s, backend = config.serve, config.predictor.backend
+    s, backend = config.serve, str(config.predictor.backend)
     tagger = None
     if s.workers <= 1:
         tagger = load_tagger(model_dir, config.predictor)
+        backend = tagger.predictor.backend_name
     else:
+        from ..engine.backends import choose
         from ..folder import ModelFolder
 
-        ModelFolder(model_dir).check(backend)
+        folder = ModelFolder(model_dir)
+        backend = choose(folder, backend, config.predictor.device)
+        folder.check(backend)
     check_port(s.host, s.port)
     shown = f"[{s.host}]" if ":" in s.host else s.host
     print(f"nerkit: serving {model_dir} on http://{shown}:{s.port}/ (API docs at /docs, {s.workers} worker(s), "
-          f"micro-batching {'on' if s.micro_batching else 'off'})", flush=True)
+          f"backend {backend}, micro-batching {'on' if s.micro_batching else 'off'})", flush=True)
     if tagger is not None:
         uvicorn.run(freeze_heap(create_app(tagger, s)), **uvicorn_options(s))
         return

@@ -96,7 +96,8 @@ class ServeConfig:
     """`nerkit serve`: the server, and how its model runs."""
 
     serve: ServeSettings = field(default_factory=ServeSettings)
-    predictor: PredictorSettings = field(default_factory=PredictorSettings)
+    # the fastest way to run the model that the folder allows (see engine.backends.choose)
+    predictor: PredictorSettings = field(default_factory=lambda: PredictorSettings(backend="auto"))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
