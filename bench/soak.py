@@ -6,7 +6,9 @@ minutes, reporting requests, errors, p99 latency and the server's RSS over time.
 
 The script starts `nerkit serve` on a free 127.0.0.1 port in a child process, measures its capacity with
 `--clients` closed-loop clients (each request one CoNLL test sentence, as bench/serve_load.py), then sends
-requests open-loop at `--fraction` of that rate for `--minutes`, sampling every `--interval` seconds.
+requests open-loop at `--fraction` of that rate for `--minutes`, sampling every `--interval` seconds. Both
+loads run on raw keep-alive asyncio connections with pre-encoded requests: an HTTP client library on the same
+2 cores cost so much per request that the generator fell behind its own schedule and starved the server.
 Targets: 0 errors, and RSS growth under 5% from the end of the warm-up (the first sample) to the end.
 Writes bench/results/soak.txt and bench/results/soak.png (RSS and p99 against time); the last line is
 JSON. Every loop is bounded in time and only loopback is used.
@@ -24,13 +26,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import httpx
-
 from nerkit.serve.process import start_server, stop_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe, machine  # noqa: E402
-from serve_load import free_port, load, test_sentences  # noqa: E402
+from serve_load import free_port, test_sentences  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_IN_FLIGHT = 256  # open-loop requests waiting at once; past it the client counts the send as an error
@@ -61,60 +61,123 @@ def pct(xs: list[float], q: float) -> float:
     return round(1000 * xs[min(len(xs) - 1, int(q * len(xs)))], 1) if xs else -1.0
 
 
-async def soak(url: str, pid: int, sentences: list[str], rate: float, seconds: float, interval: float,
-               on_sample) -> tuple[list[Sample], dict[str, int]]:
-    """Open loop: one request every 1/rate s whatever the answers take, so a slow server meets the same
-    load (a closed loop would slow down with it and hide the problem)."""
+class Conn:
+    """One keep-alive HTTP/1.1 connection on raw asyncio streams: a pre-encoded request out, the status and
+    body back. Far cheaper per request than an HTTP client library, so that on a small machine the load
+    generator does not starve the server it measures (nor fall behind its own schedule)."""
+
+    def __init__(self, port: int):
+        self.port, self.reader, self.writer = port, None, None
+
+    async def post(self, raw: bytes) -> tuple[int, bytes]:
+        for attempt in (0, 1):  # the server may have closed an idle or shed connection: reconnect once
+            try:
+                if self.writer is None:
+                    self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+                self.writer.write(raw)
+                await self.writer.drain()
+                head = await self.reader.readuntil(b"\r\n\r\n")
+                status = int(head.split(b" ", 2)[1])
+                length = next((int(h.split(b":", 1)[1]) for h in head.split(b"\r\n")
+                               if h.lower().startswith(b"content-length:")), 0)
+                body = await self.reader.readexactly(length)
+                if b"connection: close" in head.lower():
+                    self.close()
+                return status, body
+            except (ConnectionError, asyncio.IncompleteReadError, OSError):
+                self.close()
+                if attempt:
+                    raise
+        raise ConnectionError("unreachable")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+def request_bytes(text: str) -> bytes:
+    body = json.dumps({"text": text}).encode()
+    return (b"POST /v1/entities HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+async def capacity(port: int, sentences: list[str], clients: int, seconds: float) -> dict:
+    """Closed loop on the same lean connections: each client sends its next request when the last is answered."""
+    raw = [request_bytes(t) for t in sentences]
+    done, lat, end = [0], [], time.perf_counter() + seconds
+
+    async def client(k: int) -> None:
+        c, i = Conn(port), k
+        while time.perf_counter() < end:
+            t0 = time.perf_counter()
+            status, _ = await c.post(raw[i % len(raw)])
+            if status == 200:
+                done[0] += 1
+                lat.append(time.perf_counter() - t0)
+            i += clients
+        c.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    return {"throughput_rps": round(done[0] / (time.perf_counter() - t0), 1), "p99_ms": pct(lat, 0.99)}
+
+
+async def soak(port: int, pid: int, sentences: list[str], rate: float, seconds: float, interval: float,
+               on_sample, connections: int = 32) -> tuple[list[Sample], dict[str, int]]:
+    """Open loop: request i is due at start + i/rate whatever the answers take, so a slow server meets the
+    same load (a closed loop would slow down with it and hide the problem). Due requests wait in a bounded
+    backlog for one of `connections` keep-alive connections; latency counts from the due time, so waiting
+    there is counted too."""
+    raw = [request_bytes(t) for t in sentences]
     samples: list[Sample] = []
     kinds: dict[str, int] = {}
     window: list[float] = []
     errors = [0]
-    in_flight = [0]
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) as client:
+    backlog: asyncio.Queue = asyncio.Queue()
 
-        async def one(text: str) -> None:
-            t0 = time.perf_counter()
+    def error(why: str) -> None:
+        errors[0] += 1
+        kinds[why] = kinds.get(why, 0) + 1
+
+    async def worker() -> None:
+        c = Conn(port)
+        while (item := await backlog.get()) is not None:
+            due, i = item
             try:
-                r = await client.post("/v1/entities", json={"text": text})
-                ok, why = r.status_code == 200 and "entities" in r.json(), f"HTTP {r.status_code}"
-            except (httpx.HTTPError, ValueError) as e:
-                ok, why = False, type(e).__name__
-            finally:
-                in_flight[0] -= 1
-            if ok:
-                window.append(time.perf_counter() - t0)
-            else:
-                errors[0] += 1
-                kinds[why] = kinds.get(why, 0) + 1
-
-        start = time.perf_counter()
-        next_sample, i = start + interval, 0
-        tasks: set[asyncio.Task] = set()
-        while (now := time.perf_counter()) < start + seconds:
-            due = start + i / rate
-            if now < due:
-                await asyncio.sleep(min(due - now, max(0.0, next_sample - now)))
-            if time.perf_counter() >= due:
-                if in_flight[0] >= MAX_IN_FLIGHT:
-                    errors[0] += 1
-                    kinds["client backlog full"] = kinds.get("client backlog full", 0) + 1
+                status, body = await c.post(raw[i % len(raw)])
+                if status == 200 and b'"entities"' in body:
+                    window.append(time.perf_counter() - due)
                 else:
-                    in_flight[0] += 1
-                    task = asyncio.create_task(one(sentences[i % len(sentences)]))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-                i += 1
-            if time.perf_counter() >= next_sample:
-                s = Sample(round(next_sample - start, 1), len(window), errors[0], pct(window, 0.5), pct(window, 0.99),
-                           round(rss_mb(pid), 1))
-                samples.append(s)
-                on_sample(s)
-                window.clear()
-                errors[0] = 0
-                next_sample += interval
-        if tasks:
-            await asyncio.wait(tasks, timeout=35)
+                    error(f"HTTP {status}")
+            except (ConnectionError, asyncio.IncompleteReadError, OSError, ValueError) as e:
+                error(type(e).__name__)
+        c.close()
+
+    workers = [asyncio.create_task(worker()) for _ in range(connections)]
+    start = time.perf_counter()
+    next_sample, i = start + interval, 0
+    while (now := time.perf_counter()) < start + seconds:
+        due = start + i / rate
+        if now < due:
+            await asyncio.sleep(min(due - now, max(0.0, next_sample - now)))
+        if time.perf_counter() >= due:
+            if backlog.qsize() >= MAX_IN_FLIGHT:
+                error("client backlog full")
+            else:
+                backlog.put_nowait((due, i))
+            i += 1
+        if time.perf_counter() >= next_sample:
+            s = Sample(round(next_sample - start, 1), len(window), errors[0], pct(window, 0.5), pct(window, 0.99),
+                       round(rss_mb(pid), 1))
+            samples.append(s)
+            on_sample(s)
+            window.clear()
+            errors[0] = 0
+            next_sample += interval
+    for _ in workers:
+        backlog.put_nowait(None)
+    await asyncio.wait(workers, timeout=35)
     return samples, kinds
 
 
@@ -174,17 +237,16 @@ def main() -> None:
         proc = start_server(args.model, port, *args.serve_arg)
     except RuntimeError as e:
         sys.exit(f"soak: {e}")
-    url = f"http://127.0.0.1:{port}"
     try:
-        asyncio.run(load(url, sentences, args.clients, 3.0))  # warm-up, uncounted
-        cap = asyncio.run(load(url, sentences, args.clients, args.capacity_seconds))
+        asyncio.run(capacity(port, sentences, args.clients, 3.0))  # warm-up, uncounted
+        cap = asyncio.run(capacity(port, sentences, args.clients, args.capacity_seconds))
         rate = args.fraction * cap["throughput_rps"]
         say(f"soak: {args.model} | capacity {cap['throughput_rps']} req/s ({args.clients} closed-loop clients, "
             f"p99 {cap['p99_ms']} ms) | sending {rate:.1f} req/s open-loop ({args.fraction:.0%}) for "
             f"{args.minutes:g} min | samples every {args.interval:g} s | cpus {os.cpu_count()} | "
             f"load average before {os.getloadavg()[0]:.2f}")
         say(f"{'t (s)':>7} {'requests':>9} {'errors':>7} {'p50 ms':>8} {'p99 ms':>8} {'RSS MiB':>8}")
-        samples, kinds = asyncio.run(soak(url, proc.pid, sentences, rate, 60 * args.minutes, args.interval,
+        samples, kinds = asyncio.run(soak(port, proc.pid, sentences, rate, 60 * args.minutes, args.interval,
                                           lambda s: say(f"{s.t_s:>7.0f} {s.requests:>9} {s.errors:>7} "
                                                         f"{s.p50_ms:>8.1f} {s.p99_ms:>8.1f} {s.rss_mb:>8.1f}")))
         crashed = proc.poll() is not None
