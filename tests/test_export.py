@@ -12,9 +12,13 @@ pytest.importorskip("onnxruntime")
 import nerkit  # noqa: E402
 from nerkit.atomic import file_mode  # noqa: E402
 from nerkit.cli import main  # noqa: E402
-from nerkit.engine.backends import weights_sha256  # noqa: E402
 from nerkit.errors import ModelError  # noqa: E402
-from nerkit.folder import FP32_FILE, INT8_FILE, ONNX_DIR  # noqa: E402
+from nerkit.folder import (  # noqa: E402
+    FP32_FILE,
+    INT8_FILE,
+    ONNX_DIR,
+    weights_sha256,  # noqa: E402
+)
 
 TEXTS = [
     "John Smith works for Acme Corp in New York. Mary Jones lives in Paris.",

@@ -26,10 +26,9 @@ from .engine.backends import (
     onnx_session,
     onnxruntime,
     session_logits,
-    weights_sha256,
 )
 from .errors import ModelError
-from .folder import FP32_FILE, INT8_FILE, ONNX_DIR, ModelFolder, ModelMeta
+from .folder import FP32_FILE, INT8_FILE, ONNX_DIR, ModelFolder, ModelMeta, weights_sha256
 from .model import load_model
 
 INFO_FILE = EXPORT_INFO

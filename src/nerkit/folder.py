@@ -55,6 +55,19 @@ def max_length_for(tokenizer, config) -> int:
     return n
 
 
+def weights_sha256(folder: Path) -> str:
+    """One sha256 over a model folder's weight files (safetensors, or pytorch_model*.bin), by name."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted({*folder.glob("*.safetensors"), *folder.glob("pytorch_model*.bin")}):
+        h.update(p.name.encode() + b"\0")
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
 class ModelFolder:
     """`ModelFolder(path)` accepts a model folder, or a training run folder that holds one in model/.
 
@@ -83,6 +96,11 @@ class ModelFolder:
         except Exception as e:  # transformers raises many types for a broken folder
             raise ModelError(f"cannot load the {what} of {str(self.path)!r}: {first_line(e)}",
                              field="model_dir") from None
+
+    @cached_property
+    def weights_sha256(self) -> str:
+        """Read once per folder object: choosing the 'auto' backend and opening it both check the export."""
+        return weights_sha256(self.path)
 
     @cached_property
     def config(self):

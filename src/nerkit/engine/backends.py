@@ -117,19 +117,6 @@ class OnnxBackend:
 EXPORT_INFO = "export.json"  # what `nerkit export` checked and recorded, in the onnx/ folder
 
 
-def weights_sha256(folder: Path) -> str:
-    """One sha256 over a model folder's weight files (safetensors, or pytorch_model*.bin), by name."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for p in sorted({*folder.glob("*.safetensors"), *folder.glob("pytorch_model*.bin")}):
-        h.update(p.name.encode() + b"\0")
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
 def check_export(folder: ModelFolder) -> None:
     """The ONNX files must come from this folder's weights: export.json records their sha256."""
     import json
@@ -140,7 +127,7 @@ def check_export(folder: ModelFolder) -> None:
         recorded = json.loads(info.read_text()).get("weights_sha256")
     except (OSError, ValueError, AttributeError):
         raise ModelError(f"{info}: missing or unreadable, so the ONNX files cannot be matched to the weights; {redo}") from None
-    if recorded != weights_sha256(folder.path):
+    if recorded != folder.weights_sha256:
         raise ModelError(f"{info}: the ONNX files were exported from other weights than the folder holds now; {redo}")
 
 
