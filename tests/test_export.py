@@ -151,3 +151,199 @@ def test_evaluate_an_exported_model(capsys, exported, synthetic_dir, backend):
     got = json.loads(capsys.readouterr().out)["test.txt"]["conlleval"]["micro"]["f1"]
     assert want > 0.9
     assert got == pytest.approx(want, abs=0.0 if backend == "onnx" else 0.02)
+
+
+# --- fusions, the F1 check, fp32 nodes chosen by measurement, call costs --------------------------------------
+
+def _info(d) -> dict:
+    return json.loads((d / ONNX_DIR / "export.json").read_text())
+
+
+def _ops(path) -> set[str]:
+    import onnx
+
+    return {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
+
+
+def _copy(src, tmp_path):
+    d = tmp_path / "model"
+    shutil.copytree(src, d, ignore=shutil.ignore_patterns(ONNX_DIR))
+    return d
+
+
+def _corrupting_quantizer(monkeypatch, target: str, always: bool = False):
+    """nerkit.export.quantize, but with the int8 weight scales of node `target` times -10 (its weights too, when
+    it was kept fp32 and `always`): a node made sensitive on purpose."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    import nerkit.export
+
+    real = nerkit.export.quantize
+
+    def quantize(src, dst, exclude=()):
+        real(src, dst, exclude)
+        if target in exclude and not always:
+            return
+        weight = next(n for n in onnx.load(str(src)).graph.node if n.name == target).input[1]
+        model = onnx.load(str(dst))
+        for init in model.graph.initializer:
+            if init.name in (f"{weight}_scale", weight):
+                init.CopyFrom(numpy_helper.from_array(-10 * numpy_helper.to_array(init).astype(np.float32), init.name))
+        onnx.save(model, str(dst))
+
+    monkeypatch.setattr(nerkit.export, "quantize", quantize)
+
+
+def test_fused_graph_passes_the_fp32_check_and_records_what_it_fused(exported, capsys):
+    info = _info(exported)
+    assert info["fusions"] == {"Attention": 2, "BiasGelu": 2, "LayerNormalization": 1, "SkipLayerNormalization": 4}
+    assert info["fusion_note"] is None and info["max_abs_logit_diff"] <= 1e-3
+    assert {"Attention", "SkipLayerNormalization", "BiasGelu"} <= _ops(exported / ONNX_DIR / FP32_FILE)
+    assert "QAttention" in _ops(exported / ONNX_DIR / INT8_FILE)  # the fused attention is quantized too
+    assert info["f1"]["torch"] > 90 and info["f1"]["onnx"] == info["f1"]["torch"]
+    assert info["f1"]["torch"] - info["f1"]["onnx-int8"] <= info["f1_max_drop"] == 0.5
+    assert info["int8_fp32_nodes"] == [] and info["int8_quantizable_nodes"] == 9  # 2 x (Attention + 3 MatMul) + head
+
+
+def test_export_prints_the_f1s_fusions_and_call_costs(capsys, tmp_path, trained_model_dir):
+    d = _copy(trained_model_dir, tmp_path)
+    assert main(["export", str(d), "--onnx"]) == 0
+    out = capsys.readouterr().out
+    assert "fused operators: Attention 2, BiasGelu 2" in out
+    assert "validation F1 (" in out and "torch 100.00, onnx 100.00" in out
+    assert "call cost, in tokens, measured: model.onnx " in out
+
+
+def test_plain_export_without_a_validation_set_checks_the_logits_only(capsys, tmp_path, trained_model_dir):
+    d = _copy(trained_model_dir, tmp_path)
+    meta = json.loads((d / "nerkit.json").read_text())
+    meta["train_config"]["data"]["dir"] = str(tmp_path / "gone")
+    (d / "nerkit.json").write_text(json.dumps(meta))
+    assert main(["export", str(d), "--onnx"]) == 0
+    assert "validation F1: not checked" in capsys.readouterr().out
+    assert _info(d)["f1"] == {}
+
+
+def test_f1_check_fails_a_graph_made_wrong_on_purpose(capsys, monkeypatch, tmp_path, trained_model_dir):
+    """A quantizer that wrecks the classifier whether or not it stays fp32: the rounds run out, exit 1."""
+    d = _copy(trained_model_dir, tmp_path)
+    _corrupting_quantizer(monkeypatch, "/model/hf/classifier/MatMul", always=True)
+    assert main(["export", str(d), "--onnx", "--int8"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "model.int8.onnx: validation F1" in err
+    assert "below the torch model's 100.00, more than the 0.5 allowed" in err
+    assert "4 of 9 quantizable nodes kept fp32 after 4 quantize+evaluate rounds" in err  # half at most
+    assert not (d / ONNX_DIR / "export.json").exists()
+
+
+def test_f1_threshold_fails_the_fp32_graph(capsys, monkeypatch, tmp_path, trained_model_dir):
+    import nerkit.export
+
+    d = _copy(trained_model_dir, tmp_path)
+    monkeypatch.setattr(nerkit.export, "F1_MAX_DROP", -1.0)
+    assert main(["export", str(d), "--onnx"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "model.onnx: validation F1 100.00 on" in err, err
+
+
+def test_the_node_that_costs_most_is_the_one_kept_fp32(monkeypatch, tmp_path, trained_model_dir):
+    """One middle node made sensitive: measured worst, kept fp32 alone, and the second round passes."""
+    d = _copy(trained_model_dir, tmp_path)
+    target = "/model/hf/bert/encoder/layer.0/intermediate/dense/MatMul"
+    _corrupting_quantizer(monkeypatch, target)
+    assert main(["export", str(d), "--onnx", "--int8"]) == 0
+    info = _info(d)
+    assert info["int8_fp32_nodes"] == [target] and info["int8_rounds"] == 1
+    assert info["int8_fp32_node_errors"][target] > 5  # weights times -10: a relative error of about 11 added
+    assert info["f1"]["onnx-int8"] >= info["f1"]["torch"] - 0.5
+
+
+def test_node_errors_rank_the_sensitive_node_first(tmp_path, exported):
+    import nerkit.export as ex
+    from nerkit.folder import ModelFolder
+
+    folder = ModelFolder(exported)
+    fp32, int8 = exported / ONNX_DIR / FP32_FILE, exported / ONNX_DIR / INT8_FILE
+    nodes = ex.quantizable_nodes(fp32)
+    probe = ex._probe_windows(ex._validation_set(folder, None), folder.tokenizer, folder.meta)
+    clean = ex.node_errors(fp32, int8, nodes, probe)
+    assert set(clean) == set(nodes) and max(clean.values()) < 0.05  # int8 adds a few % at most per node
+    assert ex.node_errors(fp32, fp32, nodes, probe) == dict.fromkeys(nodes, 0.0)
+
+
+@pytest.mark.parametrize("how", ["fusion raises", "not a transformer"])
+def test_a_model_without_fusions_still_exports(capsys, monkeypatch, tmp_path, trained_model_dir, how):
+    import nerkit.export
+
+    d = _copy(trained_model_dir, tmp_path)
+    if how == "fusion raises":
+        def broken(*_):
+            raise RuntimeError("no pattern matched\nsecond line")
+
+        monkeypatch.setattr(nerkit.export, "fuse", broken)
+    else:
+        monkeypatch.setattr(nerkit.export, "FUSED_TYPES", frozenset())
+    assert main(["export", str(d), "--onnx", "--int8"]) == 0
+    info = _info(d)
+    assert info["fusions"] == {}
+    assert ("fusion failed, graph left unfused: no pattern matched" if how == "fusion raises"
+            else "model_type 'bert': no transformer fusions") == info["fusion_note"]
+    assert "Attention" not in _ops(d / ONNX_DIR / FP32_FILE) and "fused operators: none (" in capsys.readouterr().out
+    assert info["f1"]["onnx"] == info["f1"]["torch"] and info["int8_label_agreement"] >= 0.99
+    assert list(nerkit.load(str(d), backend="onnx-int8").pipe(TEXTS[:1]))[0]
+
+
+def test_a_conv_student_exports_unfused(tmp_path, trained_model_dir):
+    students = pytest.importorskip("nerkit.students")
+    from nerkit.folder import ModelFolder
+    from nerkit.model import load_model, save_model
+
+    folder = ModelFolder(trained_model_dir)
+    student = students.conv_student(load_model(folder), layers=2, width=32, kernel=3)
+    d = tmp_path / "conv"
+    save_model(student, folder.tokenizer, d, folder.meta)
+    assert main(["export", str(d), "--onnx"]) == 0
+    info = _info(d)
+    assert info["fusions"] == {} and "'nerkit-conv': no transformer fusions" in info["fusion_note"]
+    assert info["f1"]["onnx"] == info["f1"]["torch"] and isinstance(info["call_cost"]["model.onnx"], int)
+
+
+def test_call_cost_measured_recorded_and_used(tmp_path, exported):
+    from nerkit.engine.backends import open_backend
+    from nerkit.engine.budget import CORPUS_BUDGET, TEXT_BUDGET
+    from nerkit.folder import ModelFolder
+
+    info = _info(exported)
+    for name in (FP32_FILE, INT8_FILE):
+        assert 1 <= info["call_cost"][name] <= 4096 and info["call_cost_fit"][name]["us_per_token"] > 0
+    backend = open_backend(ModelFolder(exported), "onnx-int8")
+    assert backend.call_cost == info["call_cost"][INT8_FILE]
+    assert TEXT_BUDGET.for_backend(backend).call_cost == info["call_cost"][INT8_FILE]
+    assert CORPUS_BUDGET.for_backend(backend) == CORPUS_BUDGET  # an unpriced budget stays unpriced
+    assert TEXT_BUDGET.for_backend(open_backend(ModelFolder(exported), "torch")) == TEXT_BUDGET
+    d = tmp_path / "model"
+    shutil.copytree(exported, d)
+    f = d / ONNX_DIR / "export.json"
+    f.write_text(json.dumps(info | {"call_cost": {FP32_FILE: 999}}))
+    assert open_backend(ModelFolder(d), "onnx").call_cost == 999
+    assert open_backend(ModelFolder(d), "onnx-int8").call_cost is None  # not recorded: the default stands
+    assert TEXT_BUDGET.for_backend(open_backend(ModelFolder(d), "onnx-int8")) == TEXT_BUDGET
+
+
+def test_onnx_threads_are_deliberate(monkeypatch):
+    import os
+
+    import torch
+
+    from nerkit.engine.backends import _threads
+
+    cpus = len(os.sched_getaffinity(0))
+    monkeypatch.setenv("NERKIT_THREADS", "1")
+    assert _threads() == 1
+    monkeypatch.setenv("NERKIT_THREADS", "999")
+    assert _threads() == cpus  # never more than the CPUs the process may use
+    monkeypatch.delenv("NERKIT_THREADS")
+    assert _threads() == min(torch.get_num_threads(), cpus)

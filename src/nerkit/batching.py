@@ -7,6 +7,7 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .encoding import IGNORE, Feature
@@ -139,22 +140,22 @@ class Collator:
     with_shapes: bool = False
 
     def __call__(self, features: list[Feature]) -> dict[str, torch.Tensor]:
-        n = len(features)
-        width = _round_up(max(len(f) for f in features), self.pad_to_multiple_of)
-        ids = torch.full((n, width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        labels = torch.full((n, width), IGNORE, dtype=torch.long)
-        shapes = torch.zeros((n, width), dtype=torch.long) if self.with_shapes else None
-        for i, f in enumerate(features):
-            k = len(f)
-            ids[i, :k] = torch.tensor(f.input_ids)
-            mask[i, :k] = 1
-            labels[i, :k] = torch.tensor(f.labels)
-            if shapes is not None:
-                shapes[i, :k] = torch.tensor(f.shape_ids)
-        batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
-        if shapes is not None:
-            batch["shape_ids"] = shapes
+        # One scatter per field over the whole batch: the real slots of a row-major (batch, width) mask
+        # come in the order of the features' values laid end to end.
+        lengths = np.fromiter((len(f) for f in features), dtype=np.int64, count=len(features))
+        width = _round_up(int(lengths.max()), self.pad_to_multiple_of)
+        real = np.arange(width) < lengths[:, None]
+
+        def field(values: list[list[int]], fill: int) -> torch.Tensor:
+            out = np.full(real.shape, fill, dtype=np.int64)
+            out[real] = np.concatenate(values) if len(values) > 1 else values[0]
+            return torch.from_numpy(out)
+
+        batch = {"input_ids": field([f.input_ids for f in features], self.pad_token_id),
+                 "attention_mask": torch.from_numpy(real.astype(np.int64)),
+                 "labels": field([f.labels for f in features], IGNORE)}
+        if self.with_shapes:
+            batch["shape_ids"] = field([f.shape_ids for f in features], 0)
         return batch
 
 

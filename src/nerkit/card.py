@@ -19,7 +19,7 @@ import yaml
 from .atomic import write_text
 from .corpus import Corpus
 from .folder import ModelMeta
-from .settings import Config
+from .settings import Config, DistillConfig
 
 CARD_FILE = "README.md"
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -58,9 +58,11 @@ def base_model(name: str) -> tuple[str | None, dict]:
 
 
 def train_command(train_config: dict) -> str:
-    """`nerkit train` with every setting that differs from the default: the run, repeatable."""
-    defaults = dataclasses.asdict(Config())
-    args = ["nerkit", "train"]
+    """`nerkit train` (or `nerkit distill`) with every setting that differs from the default: the run,
+    repeatable."""
+    distilled = "distill" in train_config
+    defaults = dataclasses.asdict(DistillConfig() if distilled else Config())
+    args = ["nerkit", "distill" if distilled else "train"]
 
     def walk(cur: dict, dflt: dict, prefix: str) -> None:
         for k, v in cur.items():
@@ -138,8 +140,14 @@ def metadata(meta: ModelMeta, metrics: dict, model_name: str, base_id: str | Non
 def model_card(meta: ModelMeta, metrics: dict, corpora: dict[str, Corpus], model_name: str = "model") -> str:
     """The README.md text."""
     cfg = meta.train_config
+    distill = cfg.get("distill")
     name = str(cfg.get("model", {}).get("name", "?"))
     base_id, base_meta = base_model(name)
+    if distill:  # a student: what it is made of is its first teacher's, whose card names the base model
+        teacher = str(distill.get("teachers", "")).split(",")[0].strip()
+        base_id, base_meta = None, _front_matter(Path(teacher) / "model" / CARD_FILE) or \
+            _front_matter(Path(teacher) / CARD_FILE)
+        name = teacher
     head = yaml.safe_dump(metadata(meta, metrics, model_name, base_id, base_meta), sort_keys=False,
                           allow_unicode=True)
     types = sorted({lab[2:] for lab in meta.labels if lab != "O"})
@@ -149,8 +157,9 @@ def model_card(meta: ModelMeta, metrics: dict, corpora: dict[str, Corpus], model
     lines = [
         "---", head.rstrip(), "---", "",
         f"# {model_name}: named-entity recognition ({', '.join(types)})", "",
-        f"A token-classification model fine-tuned with nerkit from "
-        f"`{base_id or name}`. It tags words with the IOB2 labels {', '.join(f'`{t}`' for t in meta.labels)}.", "",
+        ("A token-classification model distilled with nerkit from the teacher(s) "
+         f"`{distill.get('teachers')}`." if distill else
+         f"A token-classification model fine-tuned with nerkit from `{base_id or name}`.") + f" It tags words with the IOB2 labels {', '.join(f'`{t}`' for t in meta.labels)}.", "",
         "## Use it", "",
         "```bash",
                 "echo 'John Smith works for Acme Corp in Paris.' | nerkit predict MODEL_DIR",
@@ -162,7 +171,13 @@ def model_card(meta: ModelMeta, metrics: dict, corpora: dict[str, Corpus], model
         "    print(span.label, span.start, span.end, span.text, round(span.score, 3))",
         "```", "",
     ]
-    if meta.shapes:
+    conv = isinstance(distill, dict) and distill.get("student") == "conv"
+    if conv:
+        lines += ["**Plain `transformers` users:** this is nerkit's convolutional tagger (`model_type: "
+                  "nerkit-conv`, not a transformer); `import nerkit` registers it with the Auto classes before "
+                  "`AutoModelForTokenClassification.from_pretrained(MODEL_DIR)` can load it. Use nerkit's tagger, "
+                  "`nerkit predict` or `nerkit serve` for the measured quality.", ""]
+    elif meta.shapes:
         lines += ["**Plain `transformers.pipeline` users:** this model adds a word-shape (casing) embedding to "
                   "the sub-word embeddings (`nerkit_shapes.safetensors`, because its tokenizer lower-cases). "
                   "`transformers.pipeline(\"token-classification\", MODEL_DIR)` loads the folder and runs, but "
@@ -175,7 +190,11 @@ def model_card(meta: ModelMeta, metrics: dict, corpora: dict[str, Corpus], model
                   "instead of truncation and constrained IOB2 decoding the scores below were measured with.", ""]
     lines += [
         "## Training", "",
-        f"- base model: `{name}`" + (f" (`{base_id}`)" if base_id and base_id != name else ""),
+        (f"- distilled from `{distill.get('teachers')}` (student: "
+         + (f"{distill.get('layers')} of the first teacher's layers, picked {distill.get('pick', 'bottom')}" if not conv else
+            f"convolutional, {distill.get('layers')} blocks of {distill.get('width')} channels over its sub-word embeddings")
+         + f"; alpha {distill.get('alpha')}, temperature {distill.get('temperature')})" if distill else
+         f"- base model: `{name}`" + (f" (`{base_id}`)" if base_id and base_id != name else "")),
         f"- context: {'documents, windows of ' + str(meta.context) + ' sub-words' if meta.context else 'one sentence at a time'}; "
         f"max length {meta.max_length} sub-words; word shapes {'on' if meta.shapes else 'off'}; "
         f"decoding {'Viterbi under IOB2 constraints' if meta.constrained else 'argmax'}",

@@ -213,6 +213,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
         kw: dict[str, Any] = {"dest": DEST + key, "default": argparse.SUPPRESS}
         if f.metadata.get("flag"):
             kw.update(action="store_const", const="true")
+        elif f.metadata.get("repeat"):
+            kw.update(action="append", metavar="VALUE")
         else:
             kw["metavar"] = "{" + ",".join(allowed) + "}" if allowed else \
                 ("BOOL" if type(value) is bool else type(value).__name__.upper())
@@ -226,7 +228,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
 
 def given(ns: argparse.Namespace) -> list[tuple[str, str]]:
     """The generated options the command line set, as (key, value) overrides."""
-    return [(k[len(DEST):], v) for k, v in vars(ns).items() if k.startswith(DEST)]
+    return [(k[len(DEST):], ",".join(v) if isinstance(v, list) else v) for k, v in vars(ns).items()
+            if k.startswith(DEST)]
 
 
 def from_args(cls: type[T], ns: argparse.Namespace, extra: list[str] = ()) -> T:  # type: ignore[assignment]

@@ -63,8 +63,8 @@ def decode_flat(log_probs: np.ndarray, lengths: np.ndarray, labels: list[str], c
     """Many sentences at once: log_probs (all words, labels) holds the sentences one after another,
     `lengths` words each. Returns a label id per word, the same ids `viterbi` gives sentence by sentence.
 
-    The argmax and its legality are checked for every word in one pass, so only the (few) sentences
-    whose argmax breaks a constraint cost Python time."""
+    The argmax and its legality are checked for every word in one pass; only the sentences whose argmax
+    breaks a constraint are searched, all of them together."""
     ids = log_probs.argmax(-1) if len(log_probs) else np.zeros(0, dtype=np.int64)
     if not constrained or len(ids) == 0:
         return ids
@@ -78,7 +78,29 @@ def decode_flat(log_probs: np.ndarray, lengths: np.ndarray, labels: list[str], c
     inside = sentence[1:] == sentence[:-1]  # word pairs within one sentence
     illegal = np.isinf(trans[ids[:-1], ids[1:]]) & inside
     bad[sentence[1:][illegal]] = True
-    for k in np.flatnonzero(bad):
-        a, b = starts[k], ends[k]
-        ids[a:b] = _search(log_probs[a:b], trans, start)
+    k = np.flatnonzero(bad)
+    if len(k):
+        _search_many(log_probs, starts[k], lengths[k], trans, start, ids)
     return ids
+
+
+def _search_many(log_probs: np.ndarray, starts: np.ndarray, lengths: np.ndarray, trans: np.ndarray,
+                 start: np.ndarray, out: np.ndarray) -> None:
+    """_search over many sentences at once (log_probs[starts[k]:starts[k] + lengths[k]], each non-empty),
+    writing each best path into `out` at the sentence's rows. The same float operations as _search, so
+    the same paths: sentences are sorted longest first, so that step t runs on the first rows only."""
+    order = np.argsort(-lengths, kind="stable")
+    starts, lengths = starts[order], lengths[order]
+    score = log_probs[starts] + start  # (sentences, labels)
+    back = []
+    for t in range(1, int(lengths[0])):
+        k = int(np.searchsorted(-lengths, -t))  # sentences longer than t
+        cand = score[:k, :, None] + trans  # (sentence, from, to)
+        back.append(cand.argmax(1))
+        score[:k] = cand.max(1) + log_probs[starts[:k] + t]
+    path = score.argmax(1)
+    out[starts + lengths - 1] = path
+    for t in range(int(lengths[0]) - 1, 0, -1):  # follow the pointers back, each sentence from its end
+        k = len(back[t - 1])
+        path[:k] = back[t - 1][np.arange(k), path[:k]]
+        out[starts[:k] + t - 1] = path[:k]

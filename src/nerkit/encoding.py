@@ -8,13 +8,17 @@ nothing is truncated and no word is predicted twice.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
 IGNORE = -100
+_CACHE_WORDS = 1 << 17  # distinct words whose sub-words an Encoder keeps
 
 # Word shapes for the optional casing embedding (id 0 is "no word": special tokens and padding).
 SHAPES = ["none", "lower", "Title", "UPPER", "miXed", "digits", "punct", "other"]
@@ -73,27 +77,20 @@ def plan_windows(
     word boundaries. With `overlap`, each window starts about half-way into the previous one. `lead`
     shrinks the first window by that many sub-words, which moves every later cut (training jitter).
     """
-    offsets = [0]
-    for c in counts:
-        offsets.append(offsets[-1] + c)
+    offsets = [0, *itertools.accumulate(counts)]  # non-decreasing, so cuts are found by bisection
 
     def word_windows(ws: int, we: int) -> list[tuple[int, int]]:
         out, a = [], ws
         while True:
-            b = a
-            while b < we and offsets[b + 1] - offsets[a] <= budget:
-                b += 1
+            b = bisect.bisect_right(offsets, offsets[a] + budget, a, we + 1) - 1  # the most words that fit
             b = max(b, a + 1)  # a single over-long word still gets its window (clipped later)
             out.append((a, b))
             if b >= we:
                 return out
-            nxt = a + 1
-            if overlap:
-                while nxt < b and offsets[nxt] - offsets[a] < (offsets[b] - offsets[a]) // 2:
-                    nxt += 1
+            if overlap:  # the first word at or past half the window
+                a = bisect.bisect_left(offsets, offsets[a] + (offsets[b] - offsets[a]) // 2, a + 1, b)
             else:
-                nxt = b
-            a = nxt
+                a = b
 
     windows: list[tuple[int, int]] = []
     i = 0
@@ -120,28 +117,27 @@ def plan_windows(
     return windows
 
 
-def _owners(windows: list[tuple[int, int]], bounds: list[tuple[int, int]], counts: list[int]) -> list[int]:
+def _owners(windows: list[tuple[int, int]], bounds: list[tuple[int, int]], counts: np.ndarray) -> np.ndarray:
     """The window each word takes its prediction from: the one where its sentence (or, when the sentence
     does not fit, the word itself) is farthest from either edge; the first such window on a tie."""
+    n = len(counts)
     if len(windows) == 1:
-        return [0] * len(counts)  # the common case: one window owns everything
-    offsets = [0]
-    for c in counts:
-        offsets.append(offsets[-1] + c)
-    sent_of_word = [0] * len(counts)
-    for k, (a, b) in enumerate(bounds):
-        for w in range(a, b):
-            sent_of_word[w] = k
-    best: list[tuple[int, int]] = [(-1, -1)] * len(counts)  # (score, window) per word
+        return np.zeros(n, dtype=np.int64)  # the common case: one window owns everything
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    sizes = [b - a for a, b in bounds]
+    sa = np.repeat([a for a, _ in bounds], sizes)  # each word's sentence: where it starts and ends
+    sb = np.repeat([b for _, b in bounds], sizes)
+    best = np.full(n, -1)  # score of the best window so far
+    owner = np.full(n, -1)
     for wi, (a, b) in enumerate(windows):
-        lo, hi = offsets[a], offsets[b]
-        for w in range(a, b):
-            sa, sb = bounds[sent_of_word[w]]
-            ua, ub = (sa, sb) if sa >= a and sb <= b else (w, w + 1)  # whole sentence if it fits
-            score = min(offsets[ua] - lo, hi - offsets[ub])
-            if score > best[w][0]:
-                best[w] = (score, wi)
-    return [wi for _, wi in best]
+        w = np.arange(a, b)
+        fits = (sa[a:b] >= a) & (sb[a:b] <= b)  # the whole sentence sits in this window
+        ua, ub = np.where(fits, sa[a:b], w), np.where(fits, sb[a:b], w + 1)
+        score = np.minimum(offsets[ua] - offsets[a], offsets[b] - offsets[ub])
+        better = score > best[a:b]
+        best[a:b][better] = score[better]
+        owner[a:b][better] = wi
+    return owner
 
 
 class Encoder:
@@ -171,34 +167,55 @@ class Encoder:
         self.context = context
         self.shapes = shapes
         self.unk = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else 0
+        self._cache: dict[str, list[int]] = {}  # word -> its pieces (see _pieces)
 
     @classmethod
     def from_meta(cls, tokenizer, meta) -> Encoder:
         """The encoder a saved model was trained with (meta: model.ModelMeta)."""
         return cls(tokenizer, meta.labels, meta.max_length, meta.context, meta.shapes)
 
-    def _subwords(self, streams: list[list[str]]) -> list[list[list[int]]]:
-        """Sub-word ids per word per stream. A word the tokenizer erases (e.g. a lone control
-        character) becomes the unknown token, so every word keeps a position."""
-        if not streams:
-            return []
-        out = []
-        for words, (ids, wids) in zip(streams, self._tokenize(streams)):
-            bounds = np.searchsorted(wids, np.arange(len(words) + 1)).tolist()  # word ids ascend
-            per_word = [ids[a:b][: self.budget] for a, b in zip(bounds, bounds[1:])]
-            out.append([p if p else [self.unk] for p in per_word])
-        return out
+    def _pieces(self, words: Iterable[str]) -> dict[str, list[int]]:
+        """The sub-word ids of each distinct word: what the tokenizer gives it, clipped to a window; a
+        word it erases (e.g. a lone control character) becomes the unknown token, so every word keeps a
+        position. A tokenizer encodes each word of pre-tokenized input on its own, so a word's pieces do
+        not depend on its neighbours: they are cached, and only new words go to the tokenizer, all in one
+        call."""
+        found: dict[str, list[int]] = {}
+        new: list[str] = []
+        for w in dict.fromkeys(words):
+            p = self._cache.get(w)
+            if p is None:
+                new.append(w)
+            else:
+                found[w] = p
+        if new:
+            ids, wids = self._tokenize(new)
+            bounds = np.searchsorted(wids, np.arange(len(new) + 1)).tolist()  # word ids ascend
+            if len(self._cache) + len(new) > _CACHE_WORDS:
+                self._cache.clear()
+            for w, a, b in zip(new, bounds, bounds[1:]):
+                found[w] = self._cache[w] = ids[a:b][: self.budget] or [self.unk]
+        return found
 
-    def _tokenize(self, streams: list[list[str]]) -> list[tuple[list[int], np.ndarray]]:
-        """(sub-word ids, word index of each) per stream, no special tokens. The Rust tokenizer is called
-        once for the whole batch, directly when it holds no truncation or padding state of its own."""
+    def _tokenize(self, words: list[str]) -> tuple[list[int], np.ndarray]:
+        """Sub-word ids of `words` as one pre-tokenized sequence, no special tokens, and the word index of
+        each (-1 for none). The Rust tokenizer is called directly when it holds no truncation or padding
+        state of its own."""
         rust = getattr(self.tokenizer, "backend_tokenizer", None)
         if rust is not None and rust.truncation is None and rust.padding is None:
-            encs = rust.encode_batch(streams, is_pretokenized=True, add_special_tokens=False)
-            return [(e.ids, np.asarray(e.word_ids, dtype=np.int64)) for e in encs]
-        enc = self.tokenizer(streams, is_split_into_words=True, add_special_tokens=False, verbose=False)
-        return [(enc["input_ids"][k], np.asarray([-1 if w is None else w for w in enc.word_ids(k)], dtype=np.int64))
-                for k in range(len(streams))]
+            enc = rust.encode(words, is_pretokenized=True, add_special_tokens=False)
+            return enc.ids, np.array(enc.word_ids, dtype=np.int64)
+        enc = self.tokenizer(words, is_split_into_words=True, add_special_tokens=False, verbose=False)
+        return enc["input_ids"], np.array([-1 if w is None else w for w in enc.word_ids()], dtype=np.int64)
+
+    def _subwords(self, streams: list[list[str]]) -> tuple[list[list[int]], np.ndarray]:
+        """Sub-word ids per stream, words one after another, and the sub-words of each word (all streams'
+        words in order)."""
+        pieces = self._pieces(itertools.chain.from_iterable(streams)).__getitem__
+        ids = [list(itertools.chain.from_iterable(map(pieces, s))) for s in streams]
+        counts = np.fromiter(map(len, map(pieces, itertools.chain.from_iterable(streams))), dtype=np.int64,
+                             count=sum(map(len, streams)))
+        return ids, counts
 
     def encode(
         self,
@@ -213,56 +230,78 @@ class Encoder:
         meets other neighbours and positions from one epoch to the next."""
         streams: list[list[str]] = []
         stream_sents: list[list[tuple[int, int]]] = []  # (start, end) word range per sentence
-        stream_refs: list[list[tuple[int, int]]] = []  # (sentence id, word index) per word
         stream_tags: list[list[str]] = []
-        sid = 0
         for d, doc in enumerate(documents):
             groups = [doc] if self.context else [[s] for s in doc]
             for gi, group in enumerate(groups):
                 words: list[str] = []
                 bounds: list[tuple[int, int]] = []
-                refs: list[tuple[int, int]] = []
                 gtags: list[str] = []
                 for si, sent in enumerate(group):
                     bounds.append((len(words), len(words) + len(sent)))
                     words += sent
-                    refs += [(sid, w) for w in range(len(sent))]
                     if tags is not None:
                         gtags += tags[d][gi + si]  # one of gi, si is always 0
-                    sid += 1
                 if words:
                     streams.append(words)
                     stream_sents.append(bounds)
-                    stream_refs.append(refs)
                     stream_tags.append(gtags)
-        features: list[Feature] = []
-        for words, sub, bounds, refs, gtags in zip(
-            streams, self._subwords(streams), stream_sents, stream_refs, stream_tags
-        ):
-            lead = jitter.randrange(self.budget // 2) if jitter is not None and self.context else 0
-            features += self._stream_features(words, sub, bounds, refs, gtags, train, lead)
-        return features
+        if not streams:
+            return []
+        return self._features(streams, stream_sents, stream_tags if tags is not None else None, documents,
+                              train, jitter)
 
-    def _stream_features(self, words, sub, bounds, refs, gtags, train, lead=0) -> list[Feature]:
-        counts = [len(s) for s in sub]
-        windows = plan_windows(counts, bounds, self.budget, overlap=not train, lead=lead)
-        owner = _owners(windows, bounds, counts)
+    def _features(self, streams: list[list[str]], stream_sents: list[list[tuple[int, int]]],
+                  stream_tags: list[list[str]] | None, documents: list[list[list[str]]], train: bool,
+                  jitter: random.Random | None) -> list[Feature]:
+        """The windows of every stream. Per-word values (label, shape, sentence, index in it, first
+        sub-word) are built for all words at once, then sliced per window."""
+        ids, counts = self._subwords(streams)
+        sent_lens = np.array([len(s) for doc in documents for s in doc], dtype=np.int64)
+        sentence_ids = np.repeat(np.arange(len(sent_lens)), sent_lens)  # all words, in stream order
+        word_indices = np.arange(len(sentence_ids)) - np.repeat(np.cumsum(sent_lens) - sent_lens, sent_lens)
+        sids, widx = sentence_ids.tolist(), word_indices.tolist()
+        first = np.concatenate([[0], np.cumsum(counts)])  # first sub-word of each word, over all streams
+        first_l = first.tolist()
+        p, q = len(self.prefix), len(self.suffix)
+        labels: list[int] = []  # per sub-word, all streams
+        sub_shapes: list[int] = []
+        if stream_tags is not None:
+            lab = np.fromiter(map(self.label2id.__getitem__, itertools.chain.from_iterable(stream_tags)),
+                              dtype=np.int64, count=len(counts))
+            sub_labels = np.full(int(first[-1]), IGNORE, dtype=np.int64)
+            sub_labels[first[:-1]] = lab  # the label on the first sub-word
+            labels = sub_labels.tolist()
+        if self.shapes:
+            shapes = np.fromiter(map(word_shape, itertools.chain.from_iterable(streams)), dtype=np.int64,
+                                 count=len(counts))
+            sub_shapes = np.repeat(shapes, counts).tolist()  # the word's shape on each sub-word
         feats = []
-        for wi, (a, b) in enumerate(windows):
-            ids, labels, shapes = list(self.prefix), [IGNORE] * len(self.prefix), [0] * len(self.prefix)
-            positions = []
-            for w in range(a, b):
-                positions.append(len(ids))
-                n = len(sub[w])
-                ids += sub[w]
-                labels += [self.label2id[gtags[w]] if gtags else IGNORE] + [IGNORE] * (n - 1)
-                shapes += [word_shape(words[w]) if self.shapes else 0] * n
-            ids += self.suffix
-            labels += [IGNORE] * len(self.suffix)
-            shapes += [0] * len(self.suffix)
-            span = refs[a:b]
-            feats.append(Feature(ids, labels, shapes, positions, [r[0] for r in span], [r[1] for r in span],
-                                 [o == wi for o in owner[a:b]]))
+        w0 = 0  # first word of this stream, over all streams
+        for words, sub, bounds in zip(streams, ids, stream_sents):
+            n = len(words)
+            lead = jitter.randrange(self.budget // 2) if jitter is not None and self.context else 0
+            t0 = first_l[w0]
+            if lead == 0 and len(sub) <= self.budget:
+                windows = [(0, n)]  # what plan_windows gives, without its work
+            else:
+                windows = plan_windows(counts[w0 : w0 + n].tolist(), bounds, self.budget, overlap=not train,
+                                       lead=lead)
+            owner = _owners(windows, bounds, counts[w0 : w0 + n])
+            for wi, (a, b) in enumerate(windows):
+                ta, tb = first_l[w0 + a] - t0, first_l[w0 + b] - t0  # its sub-words, in the stream
+                size = p + (tb - ta) + q
+                feats.append(Feature(
+                    input_ids=self.prefix + sub[ta:tb] + self.suffix,
+                    labels=[IGNORE] * p + labels[t0 + ta : t0 + tb] + [IGNORE] * q if stream_tags is not None
+                    else [IGNORE] * size,
+                    shape_ids=[0] * p + sub_shapes[t0 + ta : t0 + tb] + [0] * q if self.shapes else [0] * size,
+                    positions=(first[w0 + a : w0 + b] - (t0 + ta - p)).tolist(),
+                    sentence_ids=sids[w0 + a : w0 + b],
+                    word_indices=widx[w0 + a : w0 + b],
+                    owned=[True] * (b - a) if len(windows) == 1 else (owner[a:b] == wi).tolist(),
+                ))
+            w0 += n
         return feats
 
     def encode_corpus(self, corpus, train: bool = False, jitter: random.Random | None = None) -> list[Feature]:

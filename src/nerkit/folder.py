@@ -24,6 +24,7 @@ SHAPE_FILE = "nerkit_shapes.safetensors"
 ONNX_DIR = "onnx"
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
+CONV_TYPE = "nerkit-conv"  # students.ConvTaggerConfig.model_type
 
 
 @dataclass
@@ -106,7 +107,17 @@ class ModelFolder:
     def config(self):
         from transformers import AutoConfig
 
+        if self.model_type == CONV_TYPE:  # nerkit's own architecture: register it with the Auto classes
+            from . import students  # noqa: F401
         return self._load("config", AutoConfig)
+
+    @cached_property
+    def model_type(self) -> str:
+        """config.json's model_type, read without transformers."""
+        try:
+            return str(json.loads((self.path / "config.json").read_text()).get("model_type", ""))
+        except (OSError, ValueError, AttributeError):
+            return ""  # AutoConfig names the fault when the config is loaded
 
     @cached_property
     def tokenizer(self):

@@ -119,6 +119,7 @@ def load_model(folder: ModelFolder, device: str | torch.device = "cpu") -> NerMo
     from transformers import AutoModelForTokenClassification
 
     meta = folder.meta
+    _ = folder.config  # registers nerkit's own architectures (students.py) before the Auto class looks
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

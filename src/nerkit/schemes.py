@@ -7,6 +7,7 @@ converted once, when they are read.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,6 +125,27 @@ def spans(tags: list[str], strict: bool = False) -> list[Entity]:
         if starts:
             cur_type, cur_start, valid = t, i, p == "B"
     return result
+
+
+def flat_spans(tags: Sequence[str], lengths: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The lenient spans() of many sentences at once: tags of all words, sentences one after another,
+    `lengths` words each. Returns each entity's type and its first and one-past-last word (flat indices),
+    in order. Each distinct tag is parsed once; the rest is numpy."""
+    distinct = list(dict.fromkeys(tags))
+    parsed = [split_tag(t) for t in distinct]
+    types = sorted({t for _, t in parsed if t is not None})
+    code = {t: i for i, t in enumerate(distinct)}
+    c = np.fromiter(map(code.__getitem__, tags), dtype=np.int64, count=len(tags))
+    typ = np.array([types.index(t) if t is not None else -1 for _, t in parsed], dtype=np.int64)[c]  # -1: O
+    inside = np.array([p == "I" for p, _ in parsed], dtype=bool)[c]
+    opens = np.zeros(len(tags), dtype=bool)  # the first word of each sentence
+    opens[(np.cumsum(lengths) - lengths)[lengths > 0]] = True
+    # I-X goes on with the entity of the word before when that is of type X too (B-X or I-X)
+    goes_on = inside & ~opens & (typ == np.concatenate([[-1], typ[:-1]]))
+    first = np.flatnonzero((typ >= 0) & ~goes_on)
+    stops = np.append(np.flatnonzero(~goes_on), len(tags))
+    end = stops[np.searchsorted(stops, first, "right")]
+    return [types[i] for i in typ[first].tolist()], first, end
 
 
 def label_list(entity_types: list[str]) -> list[str]:

@@ -19,12 +19,13 @@ Misaligned = Literal["split", "expand", "drop", "error"]  # nerkit.data.POLICIES
 
 
 def opt(default: Any, help: str, *, positive: bool = False, flag: bool = False,
-        aliases: tuple[str, ...] = (), off: tuple[str, ...] = ()) -> Any:
+        aliases: tuple[str, ...] = (), off: tuple[str, ...] = (), repeat: bool = False) -> Any:
     """A settings field. positive: must be > 0. flag: a bool that is switched on by its option alone
     (`--json`), not given a value. aliases: more option names for it (`--data` for data.dir). off: options
-    that set a bool to false (`--no-batching`)."""
+    that set a bool to false (`--no-batching`). repeat: a comma-separated list whose option may be given
+    several times (`--teacher A --teacher B`)."""
     return field(default=default, metadata={"help": help, "positive": positive, "flag": flag,
-                                            "aliases": aliases, "off": off})
+                                            "aliases": aliases, "off": off, "repeat": repeat})
 
 
 # ------------------------------------------------------------------------------------------- train
@@ -159,6 +160,58 @@ class Config:
         import dataclasses
 
         return dataclasses.asdict(self)
+
+
+StudentKind = Literal["layers", "conv"]  # nerkit.students.STUDENTS
+LayerPick = Literal["bottom", "spread"]  # nerkit.students.PICKS
+
+
+@dataclass
+class DistillSection:
+    """`nerkit distill`: what the student learns from, besides the gold labels."""
+
+    teachers: str = opt("", "trained run or model folders, comma-separated (or --teacher DIR, repeated); the "
+                        "student starts from the first one's encoder", aliases=("--teacher",), repeat=True)
+    student: StudentKind = opt("layers", "layers: the first teacher's encoder cut to distill.layers of its "
+                               "layers; conv: a convolutional tagger over its sub-word embeddings and shapes")
+    layers: int = opt(2, "layers: how many of the teacher's layers the student keeps; conv: how many "
+                      "convolution blocks", positive=True)
+    pick: LayerPick = opt("bottom", "layers: which ones: bottom (the first K, which scored best) or spread "
+                          "(evenly apart, the top one kept)")
+    width: int = opt(256, "conv: channels of the convolution blocks", positive=True)
+    kernel: int = opt(5, "conv: width of each convolution, in sub-words (odd)", positive=True)
+    alpha: float = opt(0.5, "weight of the teachers' term; the gold labels' cross-entropy gets 1 - alpha")
+    temperature: float = opt(2.0, "softening of both distributions in the teachers' term", positive=True)
+    extra: str = opt("", "plain-text files, comma-separated, that the teachers label for the student too "
+                     "(blank lines separate documents); empty: the gold training text only")
+    teacher_backend: Literal["torch", "auto"] = opt(
+        "torch", "how the teachers label the text: torch, or auto (a checked int8 export where there is one)")
+
+    def check(self) -> str | None:
+        if not self.teacher_list:
+            return "distill.teachers: expected at least one trained run or model folder (--teacher DIR)"
+        if not 0 <= self.alpha <= 1:
+            return f"distill.alpha: expected a weight in [0, 1], got {self.alpha}"
+        if self.kernel % 2 == 0:
+            return f"distill.kernel: expected an odd width, got {self.kernel}"
+        return out_of_range("distill", self, {"layers": (1, 48, "1 to 48 layers or blocks"),
+                                              "width": (8, 4096, "8 to 4096 channels"),
+                                              "temperature": (0.05, 100.0, "a temperature in [0.05, 100]")})
+
+    @property
+    def teacher_list(self) -> list[str]:
+        return [t.strip() for t in self.teachers.split(",") if t.strip()]
+
+    @property
+    def extra_files(self) -> list[str]:
+        return [t.strip() for t in self.extra.split(",") if t.strip()]
+
+
+@dataclass
+class DistillConfig(Config):
+    """`nerkit distill`: a `nerkit train` run whose loss also matches the teachers' word distributions."""
+
+    distill: DistillSection = field(default_factory=DistillSection)
 
 
 # ----------------------------------------------------------------------------- running a trained model

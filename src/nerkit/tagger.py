@@ -14,8 +14,8 @@ import numpy as np
 import regex
 
 from .engine.predictor import TEXT_BUDGET, Predictor
-from .schemes import spans as iob2_spans
-from .words import Token, split_sentences
+from .schemes import flat_spans
+from .words import Split, Token, split_texts
 
 _SURROGATE = regex.compile(r"\p{Cs}")
 
@@ -80,35 +80,44 @@ class Tagger:
         batch_size is the most windows per model call (default: the predictor's budget). The tagger reads
         ahead 16 batches' worth of texts and sorts their windows by length, so that batches carry little
         padding."""
-        for tagged in self.pipe_tagged(texts, batch_size):
-            yield tagged.spans
+        for chunk in self._chunks(texts, batch_size, None):
+            yield from self._tag(chunk, batch_size)[2]  # spans only: no Token objects are built
 
     def pipe_tagged(self, texts: Iterable[str], batch_size: int | None = None,
                     read_ahead: int | None = None) -> Iterator[TaggedText]:
         """As pipe(), with the words and tags too. read_ahead: texts gathered before tagging (default
         16 x batch_size); 1 answers each text as soon as it arrives (an interactive stream)."""
+        for chunk in self._chunks(texts, batch_size, read_ahead):
+            yield from self.tag_texts(chunk, batch_size)
+
+    def _chunks(self, texts: Iterable[str], batch_size: int | None, read_ahead: int | None) -> Iterator[list[str]]:
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         it = iter(texts)
         while chunk := list(itertools.islice(it, read_ahead or 16 * (batch_size or self.predictor.budget.batch_size))):
-            yield from self.tag_texts(chunk, batch_size)
+            yield chunk
 
     def tag_texts(self, texts: Sequence[str], batch_size: int | None = None) -> list[TaggedText]:
         """Tag a list of texts together (one length-sorted pass over all their windows)."""
+        split, tags, spans = self._tag(texts, batch_size)
+        cuts = np.cumsum(split.text_sentences).tolist()
+        return [TaggedText(text, sents, tags[a:b], sp)
+                for text, sents, a, b, sp in zip(texts, split.tokens(), [0, *cuts[:-1]], cuts, spans)]
+
+    def _tag(self, texts: Sequence[str], batch_size: int | None) -> tuple[Split, list[list[str]], list[list[Span]]]:
+        """The texts' words, the tags of each sentence (all texts in order) and each text's spans."""
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise TypeError(f"text {i}: expected str, got {type(t).__name__}")
-        sentences = [split_sentences(t) for t in texts]
-        docs = [[[w.text for w in s] for s in sents] for sents in sentences]
-        pred = self._predict(docs, batch_size)
-        out, k = [], 0
-        for text, sents in zip(texts, sentences):
-            n = len(sents)
-            doc_tags, doc_probs = pred.tags[k : k + n], pred.probs[k : k + n]
-            k += n
-            spans = [sp for s, t, p in zip(sents, doc_tags, doc_probs) for sp in _char_spans(text, s, t, p)]
-            out.append(TaggedText(text, sents, doc_tags, spans))
-        return out
+        split = split_texts(texts)
+        words = split.words
+        if any(not t.isascii() and _SURROGATE.search(t) for t in texts):
+            words = [_clean(w) for w in words]
+        pred = self.predictor.predict(split.sentences(words), batch_size)
+        flat_tags = list(itertools.chain.from_iterable(pred.tags))
+        probs = np.concatenate(pred.probs) if pred.probs else np.zeros(0)
+        spans = _spans(texts, split, flat_tags, probs)
+        return split, pred.tags, spans
 
     # -------------------------------------------------------------------------------------- words
     def tag_words(self, words: list[str] | list[list[str]]) -> list[str] | list[list[str]]:
@@ -141,12 +150,34 @@ def _clean(word: str) -> str:
     return _SURROGATE.sub("\ufffd", word) if not word.isascii() else word
 
 
-def _char_spans(text: str, words: list[Token], tags: list[str], probs: np.ndarray) -> list[Span]:
-    out = []
-    for e in iob2_spans(tags):
-        start, end = words[e.start].start, words[e.end - 1].end
-        out.append(Span(e.type, start, end, text[start:end], round(float(probs[e.start : e.end].mean()), 4)))
+def _spans(texts: Sequence[str], split: Split, tags: list[str], probs: np.ndarray) -> list[list[Span]]:
+    """Each text's entity spans, from the tags and probabilities of all its words (flat, in order)."""
+    types, first, end = flat_spans(tags, split.sentence_lengths)
+    starts, ends = split.starts[first].tolist(), split.ends[end - 1].tolist()
+    sentence_text = np.repeat(np.arange(len(texts)), split.text_sentences)
+    text_of = np.repeat(sentence_text, split.sentence_lengths)[first].tolist()
+    out: list[list[Span]] = [[] for _ in texts]
+    for k, t, s, e, score in zip(text_of, types, starts, ends, _mean_probs(probs, first, end).tolist()):
+        out[k].append(Span(t, s, e, texts[k][s:e], round(score, 4)))
     return out
+
+
+def _mean_probs(probs: np.ndarray, first: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """probs[first[k]:end[k]].mean() for each k, exactly: entities of one length are averaged as the rows
+    of one array, which numpy sums as it sums each row on its own."""
+    out = np.zeros(len(first), dtype=np.float64)
+    size = end - first
+    for n in np.unique(size).tolist():
+        k = np.flatnonzero(size == n)
+        out[k] = probs[first[k, None] + np.arange(n)].mean(axis=1)
+    return out
+
+
+def _char_spans(text: str, words: list[Token], tags: list[str], probs: np.ndarray) -> list[Span]:
+    """One sentence's spans (words: its Tokens in `text`)."""
+    split = Split([w.text for w in words], np.array([w.start for w in words], dtype=np.int64),
+                  np.array([w.end for w in words], dtype=np.int64), np.array([len(words)]), np.array([1]))
+    return _spans([text], split, tags, np.asarray(probs))[0]
 
 
 def load(model_dir: str, backend: str = "torch", device: str | None = None, constrained: bool | None = None,

@@ -37,6 +37,7 @@ class TorchBackend:
         self.model, self.device = model, device
         self.num_labels = model.config.num_labels
         self.with_shapes = model.shape_embedding is not None
+        self.call_cost: int | None = None  # not measured: the budget's own stands
 
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         import torch
@@ -68,16 +69,23 @@ def onnxruntime():
 
 
 def _threads() -> int:
-    """onnxruntime threads: NERKIT_THREADS, else what torch uses (its default is the physical cores)."""
+    """onnxruntime's intra-op threads: NERKIT_THREADS, else torch's intra-op count, never more than the CPUs
+    this process may run on."""
     import torch
 
     env = os.environ.get("NERKIT_THREADS")
-    return int(env) if env and env.isdigit() and int(env) > 0 else torch.get_num_threads()
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    wanted = int(env) if env and env.isdigit() and int(env) > 0 else torch.get_num_threads()
+    return max(1, min(wanted, allowed))
 
 
 def onnx_session(path: Path):
     ort = onnxruntime()
     opts = ort.SessionOptions()
+    # Threads, deliberately: one intra-op pool as wide as torch's (its default is the physical cores, which is
+    # what a matmul-bound encoder scales to; hyper-threads only contend for the same units; OMP_NUM_THREADS,
+    # the server's --threads and the Ray actors set it through torch), NERKIT_THREADS over all; no inter-op
+    # pool, since the graph is one chain of operators and a second pool would only fight the first for cores.
     opts.intra_op_num_threads = _threads()
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -98,8 +106,9 @@ def session_logits(session, batch: dict[str, torch.Tensor]) -> np.ndarray:
 class OnnxBackend:
     """An onnxruntime session over an exported file; checks that the graph fits the model folder."""
 
-    def __init__(self, path: Path, meta: ModelMeta):
+    def __init__(self, path: Path, meta: ModelMeta, call_cost: int | None = None):
         self.session = onnx_session(path)
+        self.call_cost = call_cost  # this graph's own, measured at export (export.json), else None
         inputs = {i.name for i in self.session.get_inputs()}
         if ("shape_ids" in inputs) != meta.shapes:
             raise ModelError(f"{path}: the graph {'takes' if 'shape_ids' in inputs else 'lacks'} shape_ids but "
@@ -117,18 +126,28 @@ class OnnxBackend:
 EXPORT_INFO = "export.json"  # what `nerkit export` checked and recorded, in the onnx/ folder
 
 
-def check_export(folder: ModelFolder) -> None:
-    """The ONNX files must come from this folder's weights: export.json records their sha256."""
+def check_export(folder: ModelFolder) -> dict:
+    """The ONNX files must come from this folder's weights: export.json records their sha256. Returns the
+    record."""
     import json
 
     info = folder.path / "onnx" / EXPORT_INFO
     redo = f"run `nerkit export {folder.path} --onnx` (with --int8 for onnx-int8) again"
     try:
-        recorded = json.loads(info.read_text()).get("weights_sha256")
+        record = json.loads(info.read_text())
+        recorded = record.get("weights_sha256")
     except (OSError, ValueError, AttributeError):
         raise ModelError(f"{info}: missing or unreadable, so the ONNX files cannot be matched to the weights; {redo}") from None
     if recorded != folder.weights_sha256:
         raise ModelError(f"{info}: the ONNX files were exported from other weights than the folder holds now; {redo}")
+    return record
+
+
+def recorded_call_cost(record: dict, file_name: str) -> int | None:
+    """The call cost export.json records for that file (measured at export), or None."""
+    costs = record.get("call_cost")
+    cost = costs.get(file_name) if isinstance(costs, dict) else None
+    return cost if isinstance(cost, int) and not isinstance(cost, bool) and cost > 0 else None
 
 
 def check_name(backend: str) -> None:
@@ -141,7 +160,8 @@ def choose(folder: ModelFolder, backend: str, device: str | None = None) -> str:
     folder holds an int8 export made from its current weights, onnxruntime is installed, and the model runs
     on the CPU (no device named and no CUDA, or device cpu). Otherwise, and for any other name, torch or the
     name itself. Int8 matches fp32's test F1 on the default model (bench/results/speed_accuracy.txt), and
-    `nerkit export` refuses to write an int8 file that disagrees with fp32 on more than 1% of words."""
+    `nerkit export` refuses to record an int8 file whose validation F1 is more than 0.5 below torch's, or
+    that disagrees with fp32 on more than 1% of words."""
     check_name(backend)
     if backend != "auto":
         return backend
@@ -166,5 +186,5 @@ def open_backend(folder: ModelFolder, backend: str = "torch", device: str | None
         dev = default_device(device)
         return TorchBackend(load_model(folder, device=dev), dev)
     path = folder.onnx_file(int8=backend == "onnx-int8")
-    check_export(folder)
-    return OnnxBackend(path, folder.meta)
+    record = check_export(folder)
+    return OnnxBackend(path, folder.meta, call_cost=recorded_call_cost(record, path.name))

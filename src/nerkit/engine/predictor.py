@@ -7,6 +7,7 @@ predict here, so a tag is the same tag whichever of them asked for it.
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -105,20 +106,31 @@ class Predictor:
         """All sentences' word log-probabilities, one row per word, sentences one after another."""
         b = self.budget
         out = np.zeros((int(lengths.sum()), self.backend.num_labels), dtype=np.float32)
-        first = np.cumsum(lengths) - lengths  # row of each sentence's first word
+        raw = np.zeros(len(out), dtype=bool)  # rows that hold logits still, not log-probabilities
+        slots = _Slots(features, np.cumsum(lengths) - lengths)
         collate = Collator(self.tokenizer.pad_token_id, with_shapes=self.backend.with_shapes)
         batches = make_batches([len(f) for f in features], batch_size=batch_size or b.batch_size,
                                max_tokens=b.max_tokens, call_cost=b.call_cost)
         for idx in batches:
-            feats = [features[i] for i in idx]
-            batch = collate(feats)
+            batch = collate([features[i] for i in idx])
             batch.pop("labels")
-            logits = torch.as_tensor(self.backend.logits(batch)).float()
-            rows, cols, dest = _owned_rows(feats, first)
-            # log-softmax only over the rows that are kept, not over padding and repeated words
-            out[dest] = torch.log_softmax(logits[rows, cols], dim=-1).cpu().numpy()
+            logits = self.backend.logits(batch)
+            rows, cols, dest = slots.owned(idx)  # only the rows that are kept: no padding, no repeated words
+            if not isinstance(logits, torch.Tensor):
+                out[dest] = logits[rows, cols]
+                raw[dest] = True
+            elif logits.device.type == "cpu":
+                out[dest] = logits[torch.from_numpy(rows), torch.from_numpy(cols)].float().numpy()
+                raw[dest] = True
+            else:
+                picked = logits[torch.from_numpy(rows), torch.from_numpy(cols)].float()
+                out[dest] = torch.log_softmax(picked, dim=-1).cpu().numpy()
             if progress:
                 progress(len(idx), len(features))
+        # Log-softmax once over all CPU rows: per batch, torch would wake its thread pool every call, and
+        # on few cores those threads wait on onnxruntime's. Rows are independent, so the values are the same.
+        if raw.any():
+            out[raw] = torch.log_softmax(torch.from_numpy(out[raw]), dim=-1).numpy()
         return out
 
 
@@ -126,11 +138,25 @@ def _per_sentence(flat: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
     return np.split(flat, np.cumsum(lengths)[:-1]) if len(lengths) else []
 
 
-def _owned_rows(feats: list[Feature], first: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """For the words these windows own: batch row, token position, and output row (flat word index)."""
-    own = np.concatenate([np.asarray(f.owned, dtype=bool) for f in feats])
-    rows = np.repeat(np.arange(len(feats)), [len(f.positions) for f in feats])[own]
-    cols = np.concatenate([np.asarray(f.positions, dtype=np.int64) for f in feats])[own]
-    sids = np.concatenate([np.asarray(f.sentence_ids, dtype=np.int64) for f in feats])[own]
-    widx = np.concatenate([np.asarray(f.word_indices, dtype=np.int64) for f in feats])[own]
-    return torch.from_numpy(rows), torch.from_numpy(cols), first[sids] + widx
+class _Slots:
+    """Every word slot of every feature, flat: its token position, its output row (flat word index) and
+    whether its window owns it; read once, so that each batch only gathers."""
+
+    def __init__(self, features: list[Feature], first: np.ndarray):
+        chain = itertools.chain.from_iterable
+        self.sizes = np.fromiter(map(len, (f.positions for f in features)), dtype=np.int64, count=len(features))
+        total = int(self.sizes.sum())
+        self.begin = np.cumsum(self.sizes) - self.sizes
+        self.own = np.fromiter(chain(f.owned for f in features), dtype=bool, count=total)
+        self.pos = np.fromiter(chain(f.positions for f in features), dtype=np.int64, count=total)
+        sids = np.fromiter(chain(f.sentence_ids for f in features), dtype=np.int64, count=total)
+        self.dest = first[sids] + np.fromiter(chain(f.word_indices for f in features), dtype=np.int64, count=total)
+
+    def owned(self, idx: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For the words these features (a batch, in this order) own: batch row, token position, output row."""
+        sizes = self.sizes[idx]
+        # the slots of feature idx[k] are begin[idx[k]] ... + sizes[k] - 1
+        at = np.repeat(self.begin[idx] - (np.cumsum(sizes) - sizes), sizes) + np.arange(int(sizes.sum()))
+        rows = np.repeat(np.arange(len(idx)), sizes)
+        keep = self.own[at]
+        return rows[keep], self.pos[at][keep], self.dest[at][keep]

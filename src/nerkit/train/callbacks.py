@@ -129,7 +129,7 @@ class Checkpoint(Callback):
     def on_train_begin(self, t: Trainer) -> None:
         run = t.run
         self._fingerprint = fingerprint(run.cfg.to_dict(), {"train": run.data.corpus, **run.evals},
-                                        run.acc.num_processes)
+                                        run.acc.num_processes, run.inputs)
         if self.resume:
             self._restore(t)
         self._catch_signals()

@@ -110,12 +110,14 @@ def corpus_digest(corpus: Corpus) -> str:
     return h.hexdigest()
 
 
-def fingerprint(config: dict, corpora: dict[str, Corpus], processes: int = 1) -> dict:
+def fingerprint(config: dict, corpora: dict[str, Corpus], processes: int = 1,
+                inputs: dict[str, str] | None = None) -> dict:
     """What a run must share with its checkpoint to resume from it exactly: the settings (but those in
-    RESUMABLE_KEYS), the data as read, and the number of processes."""
+    RESUMABLE_KEYS), the data as read (and `inputs`: digests of the teachers' weights), and the number of
+    processes."""
     flat = flatten(config)
     return {"config": {k: v for k, v in flat.items() if k not in RESUMABLE_KEYS},
-            "data": {name: corpus_digest(c) for name, c in corpora.items()},
+            "data": {**{f"{name} split": corpus_digest(c) for name, c in corpora.items()}, **(inputs or {})},
             "run": {"processes": processes}}
 
 
@@ -128,7 +130,7 @@ def differences(saved: dict, now: dict, sections: tuple[str, ...] = ("config", "
             if a.get(key) == b.get(key):
                 continue
             if section == "data":
-                out.append(f"data ({key} split) differs")
+                out.append(f"data ({key}) differs")
             else:
                 out.append(f"{key} ({a.get(key, 'unset')!r} in the checkpoint, {b.get(key, 'unset')!r} now)")
     return out

@@ -112,7 +112,7 @@ class Trainer:
             r, s = token_counts(batch)
             self.real, self.slots = self.real + r, self.slots + s
             with acc.accumulate(model):
-                loss = model(**batch).loss
+                loss = run.loss(model, batch)
                 acc.backward(loss)
                 if acc.sync_gradients and cfg.grad_clip > 0:
                     acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -23,7 +23,8 @@ from ..encoding import Encoder
 from ..errors import ConfigError
 from ..folder import ModelMeta, max_length_for
 from ..model import NerModel, build_model, is_cased
-from ..settings import Config
+from ..settings import Config, DistillConfig
+from .distill import DistillCollator, DistillLoss, Teachers, TeacherTargets, plain_loss, read_extra
 
 log = logging.getLogger("nerkit")
 
@@ -45,13 +46,16 @@ class TrainData:
     """The training windows, their length-bucketed batches and the loader over them. With jitter, every
     epoch re-cuts the document-context windows at its own seeded offsets."""
 
-    def __init__(self, encoder: Encoder, corpus: Corpus, cfg: Config, jitter: bool, pad_mult: int):
+    def __init__(self, encoder: Encoder, corpus: Corpus, cfg: Config, jitter: bool, pad_mult: int,
+                 targets: TeacherTargets | None = None):
         self.encoder, self.corpus, self.seed, self.jitter = encoder, corpus, cfg.train.seed, jitter
         self.features, self._cut = self._encode(0), 0
         self._batching = (cfg.train.batch_size, cfg.train.max_tokens, pad_mult)
         self.sampler = LengthBucketSampler([len(f) for f in self.features], *self._batching, seed=cfg.train.seed)
         self.resumable = ResumableSampler(self.sampler)
-        collate = Collator(encoder.tokenizer.pad_token_id, pad_mult, with_shapes=encoder.shapes)
+        collate: Callable = Collator(encoder.tokenizer.pad_token_id, pad_mult, with_shapes=encoder.shapes)
+        if targets is not None:  # distillation: the teachers' distributions ride along in every batch
+            collate = DistillCollator(collate, targets)
         self.loader: Any = DataLoader(self.features, batch_sampler=self.resumable, collate_fn=collate)  # type: ignore[arg-type]
 
     def _encode(self, epoch: int) -> list:
@@ -118,6 +122,8 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     total_steps: int  # optimiser steps the run will take
+    loss: Callable[[Any, dict], torch.Tensor] = plain_loss  # (model, batch) -> the loss to minimise
+    inputs: dict[str, str] | None = None  # digests of what else the run learns from (the teachers' weights)
 
 
 def precision_for(cfg: Config) -> str:
@@ -163,9 +169,8 @@ def optimizer_for(model: NerModel, cfg: Config) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.train.lr)
 
 
-def _model(cfg: Config, splits: Splits) -> tuple[NerModel, Any, Encoder, ModelMeta]:
-    """The fresh model, its tokenizer, and the encoding choices (shapes, context, length) it trains with."""
-    labels = splits.labels
+def _fresh(cfg: Config, labels: list[str]) -> tuple[NerModel, Any, list[str]]:
+    """`nerkit train`'s model: cfg.model.name with a new head, and the shape embedding if asked for."""
     model, tokenizer = build_model(cfg.model.name, labels, shapes=False)
     cased = is_cased(tokenizer)
     shapes = cfg.model.shapes == "on" or (cfg.model.shapes == "auto" and not cased)
@@ -174,6 +179,28 @@ def _model(cfg: Config, splits: Splits) -> tuple[NerModel, Any, Encoder, ModelMe
                     "tokenizer already sees case, so expect little gain")
     if shapes:
         model = type(model)(model.hf, shapes=True)
+    return model, tokenizer, labels
+
+
+def _student(cfg: DistillConfig, teachers: Teachers) -> tuple[NerModel, Any, list[str]]:
+    """`nerkit distill`'s model: made from the first teacher, whose tokenizer and labels it keeps."""
+    from ..model import load_model
+    from ..students import make_student
+
+    d, first = cfg.distill, teachers.folders[0]
+    student = make_student(d.student, load_model(first), d.layers, d.width, d.kernel, d.pick)
+    return student, first.tokenizer, teachers.labels
+
+
+def _model(cfg: Config, splits: Splits, teachers: Teachers | None) -> tuple[NerModel, Any, Encoder, ModelMeta]:
+    """The model to train, its tokenizer, and the encoding choices (shapes, context, length) it trains with."""
+    if teachers is not None:
+        assert isinstance(cfg, DistillConfig)
+        teachers.check_labels(splits.labels, splits.train.path)
+        model, tokenizer, labels = _student(cfg, teachers)
+    else:
+        model, tokenizer, labels = _fresh(cfg, splits.labels)
+    shapes = model.shape_embedding is not None
     context = cfg.data.context
     if context and not splits.train.has_documents:
         log.warning("data.context=%d but %s has no -DOCSTART- documents: encoding sentence by sentence "
@@ -203,6 +230,14 @@ def _accelerator(cfg: Config):
     return acc, precision
 
 
+def _name(cfg: Config) -> str:
+    if isinstance(cfg, DistillConfig):
+        d = cfg.distill
+        what = f"{d.layers} layers" if d.student == "layers" else f"conv {d.layers}x{d.width}"
+        return f"student ({what}) of {', '.join(d.teacher_list)}"
+    return cfg.model.name
+
+
 def setup(cfg: Config) -> Run:
     """Accelerate, the run folder and its log, the seeded model, data, optimiser and schedule, prepared."""
     from accelerate.utils import set_seed
@@ -223,13 +258,24 @@ def setup(cfg: Config) -> Run:
                          seed=cfg.train.seed)
     train_c = limit_corpus(splits.train, cfg.data.limit_train)
     evals = {name: limit_corpus(c, cfg.data.limit_eval) for name, c in splits.items()}
-    model, tokenizer, encoder, meta = _model(cfg, splits)
+    teachers = Teachers(cfg.distill) if isinstance(cfg, DistillConfig) else None
+    model, tokenizer, encoder, meta = _model(cfg, splits, teachers)
+    targets = None
+    if teachers is not None:
+        assert isinstance(cfg, DistillConfig)
+        gold = len(train_c.sentences)
+        if cfg.distill.extra_files:
+            extra = read_extra(cfg.distill.extra_files)
+            train_c = Corpus(train_c.path, train_c.documents + extra.documents, True, train_c.scheme)
+            log.info("distill: %d sentences of extra text for the teachers to label", len(extra.sentences))
+        probs = teachers.targets(train_c, acc.device, cfg.train.progress and main)
+        targets = TeacherTargets.of(probs, [len(s.words) for s in train_c.sentences], gold)
     jitter = cfg.data.jitter and bool(meta.context)
     if cfg.data.jitter and not meta.context:
         log.warning("data.jitter re-cuts document-context windows, and context is off: ignored")
 
     pad_mult = cfg.train.pad_to_multiple_of or (8 if acc.device.type == "cuda" else 1)
-    data = TrainData(encoder, train_c, cfg, jitter, pad_mult)
+    data = TrainData(encoder, train_c, cfg, jitter, pad_mult, targets)
     # The schedule is sized from the batches the sampler will really give, epoch by epoch (with jitter
     # they differ), so the decay reaches zero at the last step, not before it. Each of N processes takes
     # every N-th batch, and Accelerate's prepared scheduler advances N times per optimiser step.
@@ -244,8 +290,11 @@ def setup(cfg: Config) -> Run:
     model, optimizer, data.loader, scheduler = acc.prepare(model, optimizer, data.loader, scheduler)
 
     log.info("nerkit: %s | %d labels | %d train sentences -> %d windows | context=%s shapes=%s | "
-             "device=%s precision=%s processes=%d | %d steps", cfg.model.name, len(splits.labels),
+             "device=%s precision=%s processes=%d | %d steps", _name(cfg), len(splits.labels),
              len(train_c.sentences), len(data.features), meta.context or "off", meta.shapes, acc.device,
              precision, acc.num_processes, total_steps)
+    loss: Callable[[Any, dict], torch.Tensor] = plain_loss
+    if isinstance(cfg, DistillConfig):
+        loss = DistillLoss(cfg.distill.alpha, cfg.distill.temperature)
     return Run(cfg, out, acc, precision, main, model, acc.unwrap_model(model), tokenizer, meta, evals, data,
-               optimizer, scheduler, total_steps)
+               optimizer, scheduler, total_steps, loss, teachers.digests() if teachers else None)
