@@ -216,3 +216,31 @@ def test_cli_joins_repeated_teachers_and_fails_in_one_line(trained_run, syntheti
     assert main(["distill", "--teacher", str(tmp_path / "nowhere"), "--data", str(synthetic_dir),
                  "--output", str(tmp_path / "y")]) == 2
     assert "does not exist" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_resumed_distillation_equals_the_uninterrupted_one_and_checks_the_teacher(trained_run, synthetic_dir,
+                                                                                   tmp_path):
+    from conftest import stop_after_epoch
+    from nerkit.folder import weights_sha256
+    from nerkit.train import train
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(trained_run / "model", teacher)
+    more = [("distill.teachers", str(teacher)), ("distill.layers", "1"), ("data.limit_train", "200")]
+    train(_distill_cfg(trained_run, synthetic_dir, tmp_path / "whole", *more))
+    cfg = _distill_cfg(trained_run, synthetic_dir, tmp_path / "parts", *more)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callbacks=[stop_after_epoch(1)])
+    train(cfg, resume=True)
+    assert weights_sha256(tmp_path / "parts" / "model") == weights_sha256(tmp_path / "whole" / "model")
+
+    with pytest.raises(KeyboardInterrupt):  # a teacher whose weights changed since the checkpoint
+        train(_distill_cfg(trained_run, synthetic_dir, tmp_path / "third", *more), callbacks=[stop_after_epoch(1)])
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(teacher / "model.safetensors"))
+    name = next(iter(weights))
+    weights[name] = weights[name] + 0.01
+    save_file(weights, str(teacher / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(ConfigError, match=r"data \(teacher 1 weights\) differs"):
+        train(_distill_cfg(trained_run, synthetic_dir, tmp_path / "third", *more), resume=True)

@@ -63,6 +63,7 @@ class Predictor:
         backend = choose(folder, backend, device)  # an unknown name fails here, before the folder check
         folder.check(backend)  # a missing file or broken folder fails before the weights load
         run = open_backend(folder, backend, device)
+        budget = budget.for_backend(run)  # an ONNX graph's own measured call cost
         return cls(run, folder.tokenizer, folder.meta, constrained, budget, f"{folder.path}, {backend}", backend)
 
     @classmethod

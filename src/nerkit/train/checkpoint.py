@@ -117,7 +117,7 @@ def fingerprint(config: dict, corpora: dict[str, Corpus], processes: int = 1,
     processes."""
     flat = flatten(config)
     return {"config": {k: v for k, v in flat.items() if k not in RESUMABLE_KEYS},
-            "data": {**{f"{name} split": corpus_digest(c) for name, c in corpora.items()}, **(inputs or {})},
+            "data": {**{name: corpus_digest(c) for name, c in corpora.items()}, **(inputs or {})},
             "run": {"processes": processes}}
 
 
@@ -130,7 +130,7 @@ def differences(saved: dict, now: dict, sections: tuple[str, ...] = ("config", "
             if a.get(key) == b.get(key):
                 continue
             if section == "data":
-                out.append(f"data ({key}) differs")
+                out.append(f"data ({key if key.startswith('teacher') else key + ' split'}) differs")
             else:
                 out.append(f"{key} ({a.get(key, 'unset')!r} in the checkpoint, {b.get(key, 'unset')!r} now)")
     return out

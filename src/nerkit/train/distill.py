@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from ..corpus import Corpus, Document, Sentence, read_utf8
 from ..encoding import IGNORE, Feature
 from ..engine.predictor import CORPUS_BUDGET, Predictor
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelError
 from ..folder import ModelFolder
 from ..settings import DistillSection
 
@@ -37,7 +37,10 @@ class Teachers:
     """The trained runs or model folders a student learns from; all must share one label list."""
 
     def __init__(self, section: DistillSection):
-        self.folders = [ModelFolder(t) for t in section.teacher_list]
+        try:
+            self.folders = [ModelFolder(t) for t in section.teacher_list]
+        except ModelError as e:
+            raise ModelError(e.message, field="distill.teachers") from None
         labels = self.folders[0].labels
         for f in self.folders[1:]:
             if f.labels != labels:
@@ -48,7 +51,7 @@ class Teachers:
 
     def digests(self) -> dict[str, str]:
         """sha256 of each teacher's weights: a resumed run must learn from the same teachers."""
-        return {f"teacher {i + 1}": f.weights_sha256 for i, f in enumerate(self.folders)}
+        return {f"teacher {i + 1} weights": f.weights_sha256 for i, f in enumerate(self.folders)}
 
     def check_labels(self, data_labels: list[str], path: str) -> None:
         missing = sorted(set(data_labels) - set(self.labels))

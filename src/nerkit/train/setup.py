@@ -9,6 +9,7 @@ import math
 import os
 import random
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -268,7 +269,10 @@ def setup(cfg: Config) -> Run:
             extra = read_extra(cfg.distill.extra_files)
             train_c = Corpus(train_c.path, train_c.documents + extra.documents, True, train_c.scheme)
             log.info("distill: %d sentences of extra text for the teachers to label", len(extra.sentences))
+        t0 = time.perf_counter()
         probs = teachers.targets(train_c, acc.device, cfg.train.progress and main)
+        log.info("distill: %d teacher(s) labelled %d words in %.0f s", len(teachers.folders), len(probs),
+                 time.perf_counter() - t0)
         targets = TeacherTargets.of(probs, [len(s.words) for s in train_c.sentences], gold)
     jitter = cfg.data.jitter and bool(meta.context)
     if cfg.data.jitter and not meta.context:
