@@ -265,7 +265,9 @@ def test_a_client_that_leaves_while_queued_is_never_run(server):
     proc, port = server
 
     async def go():
-        busy = asyncio.create_task(post(port, {"texts": [HEAVY] * 32}))  # holds the model for a while
+        # holds the model for a while: the most texts a request may carry, each twice HEAVY (a lighter call
+        # ends before the leaving client is queued, and then its job runs as it should)
+        busy = asyncio.create_task(post(port, {"texts": [HEAVY + " " + HEAVY] * 64}))
         await asyncio.sleep(0.05)
         _, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(request_bytes("POST", "/v1/entities", json.dumps({"texts": ["Ann Lee"] * 5}).encode(),
@@ -276,11 +278,14 @@ def test_a_client_that_leaves_while_queued_is_never_run(server):
         return await busy
 
     before = scrape(port)
+    t0 = time.perf_counter()
     assert asyncio.run(go()).status == 200
+    busy_s = time.perf_counter() - t0
     time.sleep(0.2)
     after = scrape(port)
+    assert busy_s > 0.1, f"the busy call took {busy_s:.3f} s: too short to hold the model while the client leaves"
     assert after["nerkit_abandoned_total"] - before["nerkit_abandoned_total"] == 1
-    assert after["nerkit_model_texts_total"] - before["nerkit_model_texts_total"] == 32  # the five never ran
+    assert after["nerkit_model_texts_total"] - before["nerkit_model_texts_total"] == 64  # the five never ran
 
 
 # ------------------------------------------------------------------------------------------ concurrent fuzz
