@@ -137,6 +137,38 @@ def metadata(meta: ModelMeta, metrics: dict, model_name: str, base_id: str | Non
     return out
 
 
+def _transformers_note(meta: ModelMeta, conv: bool) -> list[str]:
+    """What a plain transformers user gets from this folder."""
+    if conv:
+        return ["**Plain `transformers` users:** this is nerkit's convolutional tagger (`model_type: "
+                "nerkit-conv`, not a transformer); `import nerkit` registers it with the Auto classes before "
+                "`AutoModelForTokenClassification.from_pretrained(MODEL_DIR)` can load it. Use nerkit's tagger, "
+                "`nerkit predict` or `nerkit serve` for the measured quality.", ""]
+    if meta.shapes:
+        return ["**Plain `transformers.pipeline` users:** this model adds a word-shape (casing) embedding to "
+                "the sub-word embeddings (`nerkit_shapes.safetensors`, because its tokenizer lower-cases). "
+                "`transformers.pipeline(\"token-classification\", MODEL_DIR)` loads the folder and runs, but "
+                "without that signal, so its predictions are those of the bare encoder and are worse than the "
+                "scores below. Use nerkit's tagger, `nerkit predict` or `nerkit serve` for the measured "
+                "quality.", ""]
+    return ["`transformers.pipeline(\"token-classification\", MODEL_DIR)` loads this folder as it is "
+            "(no word-shape embedding). nerkit's tagger adds the CoNLL-style word splitting, windows "
+            "instead of truncation and constrained IOB2 decoding the scores below were measured with.", ""]
+
+
+def _origin_line(distill: dict | None, name: str, base_id: str | None) -> str:
+    """The Training section's first bullet: the base model, or the teachers and the student's shape."""
+    if not distill:
+        return f"- base model: `{name}`" + (f" (`{base_id}`)" if base_id and base_id != name else "")
+    if distill.get("student") == "conv":
+        student = (f"convolutional, {distill.get('layers')} blocks of {distill.get('width')} channels over its "
+                   "sub-word embeddings")
+    else:
+        student = f"{distill.get('layers')} of the first teacher's layers, picked {distill.get('pick', 'bottom')}"
+    return (f"- distilled from `{distill.get('teachers')}` (student: {student}; alpha {distill.get('alpha')}, "
+            f"temperature {distill.get('temperature')})")
+
+
 def model_card(meta: ModelMeta, metrics: dict, corpora: dict[str, Corpus], model_name: str = "model") -> str:
     """The README.md text."""
     cfg = meta.train_config
@@ -162,7 +194,7 @@ def model_card(meta: ModelMeta, metrics: dict, corpora: dict[str, Corpus], model
          f"A token-classification model fine-tuned with nerkit from `{base_id or name}`.") + f" It tags words with the IOB2 labels {', '.join(f'`{t}`' for t in meta.labels)}.", "",
         "## Use it", "",
         "```bash",
-                "echo 'John Smith works for Acme Corp in Paris.' | nerkit predict MODEL_DIR",
+        "echo 'John Smith works for Acme Corp in Paris.' | nerkit predict MODEL_DIR",
         "```", "",
         "```python",
         "import nerkit",
@@ -172,29 +204,10 @@ def model_card(meta: ModelMeta, metrics: dict, corpora: dict[str, Corpus], model
         "```", "",
     ]
     conv = isinstance(distill, dict) and distill.get("student") == "conv"
-    if conv:
-        lines += ["**Plain `transformers` users:** this is nerkit's convolutional tagger (`model_type: "
-                  "nerkit-conv`, not a transformer); `import nerkit` registers it with the Auto classes before "
-                  "`AutoModelForTokenClassification.from_pretrained(MODEL_DIR)` can load it. Use nerkit's tagger, "
-                  "`nerkit predict` or `nerkit serve` for the measured quality.", ""]
-    elif meta.shapes:
-        lines += ["**Plain `transformers.pipeline` users:** this model adds a word-shape (casing) embedding to "
-                  "the sub-word embeddings (`nerkit_shapes.safetensors`, because its tokenizer lower-cases). "
-                  "`transformers.pipeline(\"token-classification\", MODEL_DIR)` loads the folder and runs, but "
-                  "without that signal, so its predictions are those of the bare encoder and are worse than the "
-                  "scores below. Use nerkit's tagger, `nerkit predict` or `nerkit serve` for the measured "
-                  "quality.", ""]
-    else:
-        lines += ["`transformers.pipeline(\"token-classification\", MODEL_DIR)` loads this folder as it is "
-                  "(no word-shape embedding). nerkit's tagger adds the CoNLL-style word splitting, windows "
-                  "instead of truncation and constrained IOB2 decoding the scores below were measured with.", ""]
+    lines += _transformers_note(meta, conv)
     lines += [
         "## Training", "",
-        (f"- distilled from `{distill.get('teachers')}` (student: "
-         + (f"{distill.get('layers')} of the first teacher's layers, picked {distill.get('pick', 'bottom')}" if not conv else
-            f"convolutional, {distill.get('layers')} blocks of {distill.get('width')} channels over its sub-word embeddings")
-         + f"; alpha {distill.get('alpha')}, temperature {distill.get('temperature')})" if distill else
-         f"- base model: `{name}`" + (f" (`{base_id}`)" if base_id and base_id != name else "")),
+        _origin_line(distill, name, base_id),
         f"- context: {'documents, windows of ' + str(meta.context) + ' sub-words' if meta.context else 'one sentence at a time'}; "
         f"max length {meta.max_length} sub-words; word shapes {'on' if meta.shapes else 'off'}; "
         f"decoding {'Viterbi under IOB2 constraints' if meta.constrained else 'argmax'}",
