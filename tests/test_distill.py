@@ -177,6 +177,22 @@ def test_two_teachers_and_extra_text(trained_run, synthetic_dir, tmp_path):
     assert "validation" in metrics
 
 
+def test_targets_are_each_words_mean_distribution_with_a_progress_bar(trained_run, synthetic_dir, tmp_path):
+    from nerkit.corpus import read_conll
+    from nerkit.train.distill import Teachers
+
+    corpus = read_conll(synthetic_dir / "dev.txt")
+    words = sum(len(s.words) for s in corpus.sentences)
+    one = Teachers(settings_from(DistillConfig, None, [("distill.teachers", str(trained_run))]).distill)
+    probs = one.targets(corpus, "cpu", progress=True)  # the bar's callback is called once per model call
+    assert probs.shape == (words, len(one.labels))
+    assert np.allclose(probs.sum(-1), 1.0, atol=1e-5)
+    second = tmp_path / "same"
+    shutil.copytree(trained_run / "model", second)
+    two = Teachers(settings_from(DistillConfig, None, [("distill.teachers", f"{trained_run},{second}")]).distill)
+    assert np.allclose(two.targets(corpus, "cpu", progress=False), probs, atol=1e-6)  # the mean of equals
+
+
 def test_teachers_must_share_labels(trained_run, tmp_path):
     from nerkit.train.distill import Teachers
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from tqdm.auto import tqdm
@@ -22,20 +24,26 @@ class Evaluation:
         return {"conlleval": self.conlleval.to_dict(), "strict": self.strict.to_dict()}
 
 
-def predict_corpus(predictor: Predictor, corpus: Corpus, desc: str | None = None) -> list[list[str]]:
-    """Tags for every sentence of the corpus, documents kept together. desc: a progress bar's label
-    (shown on a terminal only)."""
-    docs = [[s.words for s in d.sentences] for d in corpus.documents]
-    bar = tqdm(desc=desc, unit="win", leave=False, disable=desc is None or not sys.stderr.isatty())
+@contextmanager
+def window_ticks(desc: str | None, on: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar over a Predictor's windows, as its progress callback; shown on a terminal only."""
+    bar = tqdm(desc=desc, unit="window", leave=False, disable=not on or desc is None or not sys.stderr.isatty())
 
     def tick(k: int, total: int) -> None:
         bar.total = total
         bar.update(k)
 
     try:
-        return predictor.predict(docs, progress=tick).tags
+        yield tick
     finally:
         bar.close()
+
+
+def predict_corpus(predictor: Predictor, corpus: Corpus, desc: str | None = None) -> list[list[str]]:
+    """Tags for every sentence of the corpus, documents kept together. desc: a progress bar's label."""
+    docs = [[s.words for s in d.sentences] for d in corpus.documents]
+    with window_ticks(desc) as tick:
+        return predictor.predict(docs, progress=tick).tags
 
 
 def evaluate(predictor: Predictor, corpus: Corpus, desc: str | None = None) -> Evaluation:

@@ -27,6 +27,7 @@ from ..corpus import Corpus, Document, Sentence, read_utf8
 from ..encoding import IGNORE, Feature
 from ..engine.predictor import CORPUS_BUDGET, Predictor
 from ..errors import ConfigError, ModelError
+from ..evaluation import window_ticks
 from ..folder import ModelFolder
 from ..settings import DistillSection
 
@@ -67,12 +68,9 @@ class Teachers:
         for folder in self.folders:
             pred = Predictor.from_dir(folder, backend=self.section.teacher_backend, device=str(device),
                                       budget=CORPUS_BUDGET)
-            bar = _bar(f"teacher {folder.path.parent.name if folder.path.name == 'model' else folder.path.name}",
-                       progress)
-            feats = pred.encoder.encode(docs)
-            log_p = np.concatenate(pred.log_probs(feats, lengths, progress=bar.update if bar else None))
-            if bar:
-                bar.close()
+            name = folder.path.parent.name if folder.path.name == "model" else folder.path.name
+            with window_ticks(f"teacher {name}", progress) as tick:
+                log_p = np.concatenate(pred.log_probs(pred.encoder.encode(docs), lengths, progress=tick))
             total += _softmax(log_p / self.section.temperature)
             del pred
         return (total / len(self.folders)).astype(np.float32)
@@ -81,14 +79,6 @@ class Teachers:
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
-
-
-def _bar(desc: str, on: bool):
-    if not on:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(desc=desc, unit="window", leave=False)
 
 
 def read_extra(paths: list[str]) -> Corpus:
