@@ -232,6 +232,15 @@ def test_cli_joins_repeated_teachers_and_fails_in_one_line(trained_run, syntheti
     assert main(["distill", "--teacher", str(tmp_path / "nowhere"), "--data", str(synthetic_dir),
                  "--output", str(tmp_path / "y")]) == 2
     assert "does not exist" in capsys.readouterr().err.strip().splitlines()[-1]
+    # The encoder and the shapes come from the teacher: not offered, and refused when given anyway.
+    with pytest.raises(SystemExit):
+        main(["distill", "--help"])
+    help_text = capsys.readouterr().out
+    assert "--model.max_length" in help_text and "--model.name" not in help_text and "--shapes" not in help_text
+    for option in (["--model.name", "bert-base-cased"], ["--shapes", "on"]):
+        assert main(["distill", "--teacher", str(trained_run), *option, "--output", str(tmp_path / "z")]) == 2
+        assert "a student takes it from its first teacher" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "z").exists()
 
 
 def test_resumed_distillation_equals_the_uninterrupted_one_and_checks_the_teacher(trained_run, synthetic_dir,

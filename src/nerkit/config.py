@@ -198,12 +198,15 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
     """One option per settings field: `--section.key`, its last part alone where unique (`--max-tokens`
     for `--predictor.max_tokens`), and the field's aliases; the other spellings (dashes for underscores
     and back) are accepted but not listed. Values stay strings here: settings_from coerces and checks
-    them as it does a file's. Options that were not given leave no trace."""
+    them as it does a file's. Options that were not given leave no trace. Keys the class lists in
+    HIDDEN_KEYS (inherited settings its check() refuses) get no option."""
     table = leaves(cls())
     last = [k.split(".")[-1] for k in table]
     group = parser.add_argument_group("settings (also read from a --config file, by section)")
     group.add_argument("--config", metavar="FILE", help="TOML or YAML file with these settings")
     for key, (obj, f) in table.items():
+        if key in getattr(cls, "HIDDEN_KEYS", ()):
+            continue
         short = key.split(".")[-1]
         shown = [f"--{key}"] + ([f"--{short.replace('_', '-')}"] if "." in key and last.count(short) == 1 else [])
         shown += [a for a in f.metadata.get("aliases", ()) if a not in shown]

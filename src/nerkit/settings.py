@@ -8,7 +8,7 @@ Choices are Literal types taken from where the choice lives (engine.backends.Bac
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from .engine.backends import BackendName
 from .engine.budget import CORPUS_BUDGET
@@ -212,6 +212,18 @@ class DistillConfig(Config):
     """`nerkit distill`: a `nerkit train` run whose loss also matches the teachers' word distributions."""
 
     distill: DistillSection = field(default_factory=DistillSection)
+    # The student's encoder, tokenizer and shape embedding are the first teacher's: these train settings
+    # mean nothing here, so --help leaves them out and a value other than the default is refused.
+    HIDDEN_KEYS: ClassVar[tuple[str, ...]] = ("model.name", "model.shapes")
+
+    def check(self) -> str | None:
+        fresh = ModelSection()
+        for key in self.HIDDEN_KEYS:
+            name = key.split(".")[1]
+            if getattr(self.model, name) != getattr(fresh, name):
+                return (f"{key}: a student takes it from its first teacher (distill.teachers); "
+                        f"remove it from the command or the config")
+        return None
 
 
 # ----------------------------------------------------------------------------- running a trained model
