@@ -57,7 +57,7 @@ done
 
 for dtype in fp32 bf16; do
     step "speed_accuracy --dtype $dtype" 120 "$PY" bench/speed_accuracy.py --runs gpu_work/model --data \
-        gpu_work/data/test.txt --device "$DEVICE" --dtype "$dtype" --backends torch --spacy none --limit "$LIMIT" \
+        gpu_work/data/test.txt --device "$DEVICE" --dtype "$dtype" --backends torch --spacy none --rounds 1 --limit "$LIMIT" \
         --png "bench/results/gpu_speed_accuracy_$dtype.png"
 done
 

@@ -1,6 +1,6 @@
 """Speed against accuracy: nerkit's models and backends, the HF pipeline and spaCy's CPU NER pipeline.
 
-    python bench/speed_accuracy.py --runs runs/conll03-minilm [RUN ...] [--data conll2003]
+    python bench/speed_accuracy.py --runs runs/conll03-minilm [RUN ...] [--data conll2003] [--rounds 3]
         [--spacy runs/spacy-efficiency/model-best] [--png bench/results/speed_accuracy.png]
 
 The 3,453 CoNLL test sentences, each its words joined by spaces, are the texts for every way: raw text in,
@@ -11,22 +11,32 @@ recipe). Per row: words/s and sentences/s of the timed pass, peak RSS, test F1 o
 conlleval scores it (nerkit's scorer; spaCy tags the gold tokens, each document one Doc) and span F1 of
 the timed sentences' character spans against gold.
 
+Speed is noisy on a shared machine (two runs of one architecture have differed by a quarter), so every way
+runs --rounds times, the rounds one after another and the ways in alternating order within them (drift in
+the machine's load falls on all ways alike). A row's words/s is the median of its rounds, its "x spaCy" the
+median of the per-round ratios to spaCy's row of the same round, and the table shows each row's range.
+Accuracy comes from the first round (it does not change between rounds).
+
 A table, a PNG of F1 against words/s, and a last line of JSON:
-{"spacy_words_per_s": ..., "rows": [{"name", "layers", "backend", "words_per_s", "sent_per_s", "test_f1", "rss_mb"}, ...]}
+{"spacy_words_per_s": ..., "rows": [{"name", "layers", "backend", "words_per_s", "sent_per_s", "test_f1", "rss_mb",
+ "x_spacy", "words_per_s_rounds"}, ...]}
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from predict_speed import gold_char_spans, in_child, peak_rss_mb, run_nerkit, run_pipeline, span_f1
 
 
-def run_spacy(model: str, texts: list[str], documents: list) -> dict:
+def run_spacy(model: str, texts: list[str], documents: list | None) -> dict:
     import spacy
     from spacy_ner import tag_documents
 
@@ -39,8 +49,10 @@ def run_spacy(model: str, texts: list[str], documents: list) -> dict:
     seconds = time.perf_counter() - t0
     spans = [[(e.label_, e.start_char, e.end_char) for e in d.ents] for d in docs]
     rss = peak_rss_mb()
-    return {"seconds": seconds, "load_s": load_s, "rss_mb": rss, "spans": spans,
-            "doc_tags": tag_documents(nlp, documents)}  # untimed, after the RSS reading
+    out = {"seconds": seconds, "load_s": load_s, "rss_mb": rss, "spans": spans}
+    if documents is not None:  # untimed, after the RSS reading
+        out["doc_tags"] = tag_documents(nlp, documents)
+    return out
 
 
 def layers_of(model_dir: str) -> int | str:
@@ -83,6 +95,82 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     fig.savefig(path, dpi=120)
 
 
+@dataclass
+class Way:
+    """One row: a child-process function, called as fn(*before, documents, *after); `scored` ways get the
+    test documents in the first round (an untimed F1 pass), the other rounds only time."""
+
+    name: str
+    layers: int | str
+    backend: str
+    fn: Callable[..., dict]
+    before: tuple
+    after: tuple = ()
+    scored: bool = True
+    rounds: list[dict] = field(default_factory=list)
+
+    def run(self, documents: list, first: bool) -> dict:
+        res = in_child(self.fn, *self.before, documents if first and self.scored else None, *self.after)
+        self.rounds.append(res)
+        return res
+
+
+def build_ways(args, models: list[str], texts: list[str]) -> list[Way]:
+    from nerkit.engine.predictor import TEXT_BUDGET
+
+    ways: list[Way] = []
+    if args.pipeline:
+        ways.append(Way(f"HF pipeline ({Path(models[0]).parent.name})", layers_of(models[0]), "torch",
+                        _pipeline, (models[0], texts, 32, args.device), scored=False))
+    for m in models:
+        name = Path(m).parent.name if Path(m).name == "model" else Path(m).name
+        for backend in args.backends:
+            ways.append(Way(f"nerkit {name} {backend}", layers_of(m), backend, run_nerkit,
+                            (m, texts, TEXT_BUDGET.batch_size, backend),
+                            (False, args.device, args.dtype if backend == "torch" else "fp32")))
+    if args.spacy != "none":
+        ways.append(Way("spaCy efficiency NER", "cnn", "spacy", run_spacy, (args.spacy, texts)))
+    return ways
+
+
+def _pipeline(model_dir: str, texts: list[str], batch_size: int, device: str, _documents: None) -> dict:
+    return run_pipeline(model_dir, texts, batch_size, device)
+
+
+def summarise(ways: list[Way], n_words: int, n_texts: int, gold: list, gold_tags: list) -> list[dict]:
+    """Per way: the median words/s of its rounds, its range, and the median per-round ratio to spaCy."""
+    from nerkit.metrics import entity_report
+
+    spacy = next((w for w in ways if w.backend == "spacy"), None)
+    rows = []
+    for w in ways:
+        wps = [n_words / r["seconds"] for r in w.rounds]
+        first = w.rounds[0]
+        rows.append({
+            "name": w.name, "layers": w.layers, "backend": w.backend,
+            "words_per_s": round(statistics.median(wps), 1),
+            "sent_per_s": round(statistics.median(n_texts / r["seconds"] for r in w.rounds), 1),
+            "words_per_s_rounds": [round(v, 1) for v in wps],
+            "x_spacy": round(statistics.median(s["seconds"] / r["seconds"] for r, s in zip(w.rounds, spacy.rounds)),
+                             3) if spacy else None,
+            "test_f1": round(100 * entity_report(gold_tags, first["doc_tags"]).micro.f1, 2) if "doc_tags" in first
+            else None,
+            "span_f1": round(100 * span_f1(gold, first["spans"]), 2),
+            "rss_mb": round(max(r["rss_mb"] for r in w.rounds))})
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"\n{'way':<36}{'layers':>7}{'words/s':>10}{'range':>14}{'sent/s':>9}{'x spaCy':>9}{'test F1':>9}"
+          f"{'span F1':>9}{'RSS MB':>8}")
+    for r in rows:
+        lo, hi = min(r["words_per_s_rounds"]), max(r["words_per_s_rounds"])
+        ratio = f"{r['x_spacy']:.2f}" if r["x_spacy"] is not None else "-"
+        print(f"{r['name']:<36}{r['layers']!s:>7}{r['words_per_s']:>10.0f}{f'{lo:.0f}-{hi:.0f}':>14}"
+              f"{r['sent_per_s']:>9.1f}{ratio:>9}{r['test_f1'] if r['test_f1'] is not None else '-':>9}"
+              f"{r['span_f1']:>9}{r['rss_mb']:>8}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", nargs="+", required=True, help="run folders (their model/) or model folders")
@@ -93,16 +181,22 @@ def main() -> int:
     ap.add_argument("--device", default="cpu", help="torch device of the pipeline and nerkit torch rows (cuda: GPU)")
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="torch rows' weights")
     ap.add_argument("--backends", nargs="+", default=["torch", "onnx-int8"], help="nerkit backends per run")
+    ap.add_argument("--rounds", type=int, default=3, help="timed passes per way; rows give the median")
+    ap.add_argument("--no-pipeline", dest="pipeline", action="store_false", help="leave out the HF pipeline row")
     ap.add_argument("--limit", type=int, default=0, help="first N sentences only (smoke runs)")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds: expected at least 1")
+    if args.spacy != "none" and not Path(args.spacy).is_dir():
+        print(f"no spaCy model at {args.spacy}: run `python bench/spacy_ner.py train` first "
+              "(or pass --spacy none)", file=sys.stderr)
+        return 2
 
     from machine import describe, machine
 
     from nerkit.corpus import find_split_file, read_conll, resolve_data_dir
-    from nerkit.engine.predictor import TEXT_BUDGET
     from nerkit.export import export_onnx
     from nerkit.folder import FP32_FILE, INT8_FILE, ONNX_DIR, ModelFolder
-    from nerkit.metrics import entity_report
 
     data = args.data if Path(args.data).is_file() else str(find_split_file(resolve_data_dir(args.data), "test"))
     corpus = read_conll(data)
@@ -110,7 +204,6 @@ def main() -> int:
     texts, gold = map(list, zip(*(gold_char_spans(s.words, s.tags) for s in sents)))
     documents = [[s.words for s in d.sentences] for d in corpus.documents] if not args.limit else [
         [s.words for s in sents]]
-    gold_tags = [s.tags for s in sents]
     n_words = sum(len(s.words) for s in sents)
     models = []
     for r in args.runs:
@@ -121,48 +214,24 @@ def main() -> int:
             print(f"exporting {m} to ONNX (fp32 + int8) ...", flush=True)
             export_onnx(m, int8=True)
     print(f"{len(texts)} sentences ({n_words} words) from {data}, each its own text | {describe()} | "
-          f"device {args.device}, torch rows in {args.dtype}", flush=True)
+          f"device {args.device}, torch rows in {args.dtype} | {args.rounds} round(s)", flush=True)
 
-    rows, results = [], []
-
-    def add(name: str, layers: int | str, backend: str, res: dict) -> None:
-        row = {"name": name, "layers": layers, "backend": backend,
-               "words_per_s": round(n_words / res["seconds"], 1), "sent_per_s": round(len(texts) / res["seconds"], 1),
-               "test_f1": round(100 * entity_report(gold_tags, res["doc_tags"]).micro.f1, 2) if "doc_tags" in res else None,
-               "span_f1": round(100 * span_f1(gold, res["spans"]), 2), "rss_mb": round(res["rss_mb"])}
-        rows.append(row)
-        results.append(res)
-        print(f"  {name:<34} {row['words_per_s']:>9.0f} words/s  {row['sent_per_s']:>7.1f} sent/s  "
-              f"F1 {row['test_f1']}  span F1 {row['span_f1']}  RSS {row['rss_mb']} MB", flush=True)
-
-    pipe = in_child(run_pipeline, models[0], texts, 32, args.device)  # spans only: no test F1 on gold tokens
-    add(f"HF pipeline ({Path(models[0]).parent.name})", layers_of(models[0]), "torch", pipe)
-    for m in models:
-        name = Path(m).parent.name if Path(m).name == "model" else Path(m).name
-        for backend in args.backends:
-            add(f"nerkit {name} {backend}", layers_of(m), backend,
-                in_child(run_nerkit, m, texts, TEXT_BUDGET.batch_size, backend, documents, False, args.device,
-                         args.dtype if backend == "torch" else "fp32"))
-    spacy_wps = None
-    if args.spacy != "none":
-        if not Path(args.spacy).is_dir():
-            print(f"no spaCy model at {args.spacy}: run `python bench/spacy_ner.py train` first "
-                  "(or pass --spacy none)", file=sys.stderr)
-            return 2
-        add("spaCy efficiency NER", "cnn", "spacy", in_child(run_spacy, args.spacy, texts, documents))
-        spacy_wps = rows[-1]["words_per_s"]
-
-    print(f"\n{'way':<36}{'layers':>7}{'words/s':>10}{'sent/s':>9}{'x spaCy':>9}{'test F1':>9}{'span F1':>9}{'RSS MB':>8}")
-    for r in rows:
-        ratio = f"{r['words_per_s'] / spacy_wps:.2f}" if spacy_wps else "-"
-        print(f"{r['name']:<36}{r['layers']!s:>7}{r['words_per_s']:>10.0f}{r['sent_per_s']:>9.1f}{ratio:>9}"
-              f"{r['test_f1'] if r['test_f1'] is not None else '-':>9}{r['span_f1']:>9}{r['rss_mb']:>8}")
+    ways = build_ways(args, models, list(texts))
+    for k in range(args.rounds):
+        for w in ways if k % 2 == 0 else ways[::-1]:
+            res = w.run(documents, first=k == 0)
+            print(f"  round {k + 1}  {w.name:<34} {n_words / res['seconds']:>9.0f} words/s  "
+                  f"RSS {res['rss_mb']:.0f} MB", flush=True)
+    rows = summarise(ways, n_words, len(texts), list(gold), [s.tags for s in sents])
+    print_table(rows)
     plot([r for r in rows if r["test_f1"] is not None], Path(args.png), describe())
     print(f"\nplot: {args.png}")
+    spacy_wps = next((r["words_per_s"] for r in rows if r["backend"] == "spacy"), None)
     print(json.dumps({"bench": "speed_accuracy", "machine": machine(), "sentences": len(texts), "words": n_words,
-                      "spacy_words_per_s": spacy_wps,
+                      "rounds": args.rounds, "spacy_words_per_s": spacy_wps,
                       "rows": [{k: r[k] for k in ("name", "layers", "backend", "words_per_s", "sent_per_s",
-                                                  "test_f1", "span_f1", "rss_mb")} for r in rows]}))
+                                                  "test_f1", "span_f1", "rss_mb", "x_spacy", "words_per_s_rounds")}
+                               for r in rows]}))
     return 0
 
 
