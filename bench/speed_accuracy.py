@@ -2,6 +2,7 @@
 
     python bench/speed_accuracy.py --runs runs/conll03-minilm [RUN ...] [--data conll2003] [--rounds 3]
         [--spacy runs/spacy-efficiency/model-best] [--png bench/results/speed_accuracy.png]
+    python bench/speed_accuracy.py --replot bench/results/speed_accuracy.txt   # the PNG from a results file
 
 The 3,453 CoNLL test sentences, each its words joined by spaces, are the texts for every way: raw text in,
 character spans out. Each way runs in its own fresh child process (its peak RSS is its own): the HF
@@ -64,35 +65,64 @@ def layers_of(model_dir: str) -> int | str:
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
+    """F1 against words/s: one colour per model, a circle for torch and a triangle for int8 joined by a
+    line, spaCy as a black square; dotted, the first target (spaCy's words/s at F1 88.5), dashed, the
+    second (0.7x spaCy's words/s at F1 90)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, r in enumerate(sorted(rows, key=lambda r: r["words_per_s"])):
-        ax.scatter(r["words_per_s"], r["test_f1"], s=36)
-        ax.annotate(r["name"], (r["words_per_s"], r["test_f1"]), textcoords="offset points", fontsize=8,
-                    xytext=(6, 6 if i % 2 else -12))  # alternate above and below: neighbours do not collide
-    spacy = [r["words_per_s"] for r in rows if r["backend"] == "spacy"]
-    if spacy:  # the issue's first target: spaCy's words/s at test F1 >= 88.5 (the upper right corner)
-        ax.axvline(spacy[0], color="grey", ls=":", lw=1)
-        ax.axhline(88.5, color="grey", ls=":", lw=1)
-    ax.set_xscale("log")
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+    fig, ax = plt.subplots(figsize=(8, 5))
+    models: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["backend"] != "spacy":
+            models.setdefault(r["name"].removeprefix("nerkit ").rsplit(" ", 1)[0], []).append(r)
+    colours = plt.get_cmap("tab10")
+    for i, (model, rs) in enumerate(models.items()):
+        rs = sorted(rs, key=lambda r: r["words_per_s"])
+        ax.plot([r["words_per_s"] for r in rs], [r["test_f1"] for r in rs], color=colours(i % 10), lw=1, alpha=0.6)
+        for r in rs:
+            ax.scatter(r["words_per_s"], r["test_f1"], color=colours(i % 10), s=40, zorder=3,
+                       marker="^" if r["backend"].startswith("onnx") else "o")
+        ax.plot([], [], color=colours(i % 10), lw=3, label=f"{model} ({rs[0]['layers']}"
+                f"{' layers' if isinstance(rs[0]['layers'], int) else ''})")
+    spacy = [r for r in rows if r["backend"] == "spacy"]
+    for r in spacy:
+        ax.scatter(r["words_per_s"], r["test_f1"], color="black", marker="s", s=40, zorder=3, label="spaCy efficiency NER")
+        ax.vlines(r["words_per_s"], 88.5, 100, color="grey", ls=":", lw=1)
+        ax.hlines(88.5, r["words_per_s"], 1e9, color="grey", ls=":", lw=1)
+        ax.vlines(0.7 * r["words_per_s"], 90.0, 100, color="grey", ls="--", lw=1)
+        ax.hlines(90.0, 0.7 * r["words_per_s"], 1e9, color="grey", ls="--", lw=1)
+    ax.scatter([], [], color="grey", marker="o", label="torch fp32")
+    ax.scatter([], [], color="grey", marker="^", label="onnxruntime int8")
+    ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
     lo, hi = min(r["words_per_s"] for r in rows), max(r["words_per_s"] for r in rows)
-    ax.set_xlim(lo / 1.5, hi * 2.5)  # room for the labels on the right
+    f1s = [r["test_f1"] for r in rows]
+    ax.set_xlim(lo / 1.3, hi * 1.3)
+    ax.set_ylim(min(f1s) - 0.5, max(f1s) + 0.5)
     ax.set_xlabel("words per second (raw text in, character spans out; log scale)")
     ax.set_ylabel("test F1 (CoNLL-2003, whole documents)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
+
+
+def replot(results: Path, png: Path) -> int:
+    """The PNG again from a results file's last line (the JSON), without running anything."""
+    from machine import describe
+
+    last = json.loads(results.read_text().strip().splitlines()[-1])
+    plot([r for r in last["rows"] if r["test_f1"] is not None], png, describe(last["machine"]))
+    print(f"plot: {png}")
+    return 0
 
 
 @dataclass
@@ -173,7 +203,7 @@ def print_table(rows: list[dict]) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", nargs="+", required=True, help="run folders (their model/) or model folders")
+    ap.add_argument("--runs", nargs="+", help="run folders (their model/) or model folders")
     ap.add_argument("--data", default="conll2003", help="dataset folder/name or a CoNLL file (its test split)")
     ap.add_argument("--spacy", default="runs/spacy-efficiency/model-best",
                     help="spaCy model from `python bench/spacy_ner.py train`; 'none' skips the row")
@@ -184,7 +214,12 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="timed passes per way; rows give the median")
     ap.add_argument("--no-pipeline", dest="pipeline", action="store_false", help="leave out the HF pipeline row")
     ap.add_argument("--limit", type=int, default=0, help="first N sentences only (smoke runs)")
+    ap.add_argument("--replot", metavar="RESULTS", help="only redraw --png from a results file's JSON line")
     args = ap.parse_args()
+    if args.replot:
+        return replot(Path(args.replot), Path(args.png))
+    if not args.runs:
+        ap.error("--runs: expected at least one run or model folder")
     if args.rounds < 1:
         ap.error("--rounds: expected at least 1")
     if args.spacy != "none" and not Path(args.spacy).is_dir():
