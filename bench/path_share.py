@@ -4,8 +4,9 @@ batching, log-softmax, Viterbi, spans), the speed issue's "a small student's spe
     python bench/path_share.py --runs runs/student-3l-ens runs/student-conv [--backend onnx-int8]
 
 The 3,453 CoNLL test sentences as raw text, as in bench/speed_accuracy.py, one pass after a warm-up; the
-backend's logits() is wrapped with a timer, so "around" is the whole pass minus the model calls. Prints a
-line per run and a last line of JSON.
+backend's logits() is wrapped with a timer, so "around" is the whole pass minus the model calls. One lane
+(one call at a time, on all threads), so that the calls' times add up to wall time. Prints a line per run
+and a last line of JSON.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from predict_speed import gold_char_spans
 def share(run: str, texts: list[str], backend: str) -> dict:
     import nerkit
 
-    tagger = nerkit.load(run, backend=backend)
+    tagger = nerkit.load(run, backend=backend, lanes=1)
     model_call = tagger.predictor.backend.logits
     spent = [0.0]
 

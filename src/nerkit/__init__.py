@@ -14,7 +14,7 @@ __all__ = ["Predictor", "Span", "Tagger", "__version__", "load"]
 
 
 def load(model_dir: str, backend: str = "torch", device: str | None = None, constrained: bool | None = None,
-         max_tokens: int | None = None, batch_size: int | None = None) -> Tagger:
+         max_tokens: int | None = None, batch_size: int | None = None, lanes: int = 0) -> Tagger:
     """Load a trained model folder as a Tagger: `nerkit.load("runs/x/model")("Text to tag.")`.
 
     Importing torch and transformers waits until this call, so `import nerkit` stays light.
@@ -22,7 +22,7 @@ def load(model_dir: str, backend: str = "torch", device: str | None = None, cons
     from .tagger import load as _load
 
     return _load(model_dir, backend=backend, device=device, constrained=constrained, max_tokens=max_tokens,
-                 batch_size=batch_size)
+                 batch_size=batch_size, lanes=lanes)
 
 
 def __getattr__(name: str):

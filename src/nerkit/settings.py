@@ -239,6 +239,8 @@ class PredictorSettings:
     argmax: bool = opt(False, "plain argmax instead of the model's constrained (Viterbi) decoding", flag=True)
     max_tokens: int = opt(0, "most padded tokens per model call; 0: the command's default budget")
     batch_size: int = opt(0, "most windows per model call; 0: the command's default budget")
+    lanes: int = opt(0, "onnx backends: model calls at once, sharing the threads; 0: two where there are two "
+                     "threads or more (one call at a time is the lowest latency for a lone text)")
 
     @property
     def constrained(self) -> bool | None:
@@ -250,10 +252,11 @@ class PredictorSettings:
         from .engine.predictor import Predictor
 
         return Predictor.from_dir(model_dir, backend=self.backend, device=self.device or None,
-                                  constrained=self.constrained, budget=budget.limited(self.max_tokens, self.batch_size))
+                                  constrained=self.constrained, budget=budget.limited(self.max_tokens, self.batch_size),
+                                  lanes=self.lanes)
 
     def check(self) -> str | None:
-        for name in ("max_tokens", "batch_size"):
+        for name in ("max_tokens", "batch_size", "lanes"):
             if getattr(self, name) < 0:
                 return f"predictor.{name}: expected 0 (the default) or more, got {getattr(self, name)}"
         return None

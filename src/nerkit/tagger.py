@@ -181,14 +181,15 @@ def _char_spans(text: str, words: list[Token], tags: list[str], probs: np.ndarra
 
 
 def load(model_dir: str, backend: str = "torch", device: str | None = None, constrained: bool | None = None,
-         max_tokens: int | None = None, batch_size: int | None = None) -> Tagger:
+         max_tokens: int | None = None, batch_size: int | None = None, lanes: int = 0) -> Tagger:
     """Load a model folder for tagging.
 
     backend: "torch"; "onnx" (onnx/model.onnx, written by `nerkit export --onnx`); "onnx-int8"
     (onnx/model.int8.onnx, from `--int8`). device: for torch, "cpu", "cuda", ... (default: cuda when
     available). constrained: Viterbi decoding under IOB2 constraints (default: the model's setting);
     False gives the plain argmax. max_tokens, batch_size: the most padded tokens and windows per model
-    call (default: engine.predictor.TEXT_BUDGET).
+    call (default: engine.predictor.TEXT_BUDGET). lanes (onnx backends): model calls at once, sharing the
+    threads (0: two where there are two threads or more; 1: one call at a time, the lowest latency).
     """
     return Tagger(Predictor.from_dir(model_dir, backend=backend, device=device, constrained=constrained,
-                                     budget=TEXT_BUDGET.limited(max_tokens, batch_size)))
+                                     budget=TEXT_BUDGET.limited(max_tokens, batch_size), lanes=lanes))

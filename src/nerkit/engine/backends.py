@@ -25,6 +25,7 @@ BACKENDS: tuple[str, ...] = get_args(BackendName)
 class Backend(Protocol):
     num_labels: int
     with_shapes: bool  # the network takes shape_ids
+    lanes: int  # calls the Predictor may run at once
 
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | np.ndarray: ...
 
@@ -38,6 +39,7 @@ class TorchBackend:
         self.num_labels = model.config.num_labels
         self.with_shapes = model.shape_embedding is not None
         self.call_cost: int | None = None  # not measured: the budget's own stands
+        self.lanes = 1  # torch's thread pool is the process's: one call at a time uses it all
 
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         import torch
@@ -79,14 +81,25 @@ def _threads() -> int:
     return max(1, min(wanted, allowed))
 
 
-def onnx_session(path: Path):
+AUTO_LANES = 2  # lanes=0: two where there are two threads or more (bench/results/lanes.txt)
+
+
+def split_threads(lanes: int, threads: int | None = None) -> tuple[int, int]:
+    """(lanes, intra-op threads per lane) for an ONNX backend: `lanes` model calls at once (0: AUTO_LANES),
+    never more than the threads, which the lanes share."""
+    threads = threads or _threads()
+    n = max(1, min(lanes or AUTO_LANES, threads))
+    return n, max(1, threads // n)
+
+
+def onnx_session(path: Path, threads: int | None = None):
     ort = onnxruntime()
     opts = ort.SessionOptions()
-    # Threads, deliberately: one intra-op pool as wide as torch's (its default is the physical cores, which is
-    # what a matmul-bound encoder scales to; hyper-threads only contend for the same units; OMP_NUM_THREADS,
-    # the server's --threads and the Ray actors set it through torch), NERKIT_THREADS over all; no inter-op
-    # pool, since the graph is one chain of operators and a second pool would only fight the first for cores.
-    opts.intra_op_num_threads = _threads()
+    # Threads, deliberately: `threads` (default _threads(): as many as torch's, whose default is the physical
+    # cores; hyper-threads only contend for the same units; OMP_NUM_THREADS, the server's --threads and the
+    # Ray actors set it through torch), NERKIT_THREADS over all; no inter-op pool, since the graph is one
+    # chain of operators and a second pool would only fight the first for cores. Parallel calls are lanes.
+    opts.intra_op_num_threads = threads or _threads()
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -104,10 +117,15 @@ def session_logits(session, batch: dict[str, torch.Tensor]) -> np.ndarray:
 
 
 class OnnxBackend:
-    """An onnxruntime session over an exported file; checks that the graph fits the model folder."""
+    """An onnxruntime session over an exported file; checks that the graph fits the model folder.
 
-    def __init__(self, path: Path, meta: ModelMeta, call_cost: int | None = None):
-        self.session = onnx_session(path)
+    lanes: how many calls the Predictor may run at once on the one session (onnxruntime's run is
+    thread-safe and lets go of the GIL). On few cores, small calls keep two cores busier as two one-thread
+    calls than as one two-thread call, and one lane's Python work overlaps the other's model call."""
+
+    def __init__(self, path: Path, meta: ModelMeta, call_cost: int | None = None, lanes: int = 0):
+        self.lanes, threads = split_threads(lanes)
+        self.session = onnx_session(path, threads)
         self.call_cost = call_cost  # this graph's own, measured at export (export.json), else None
         inputs = {i.name for i in self.session.get_inputs()}
         if ("shape_ids" in inputs) != meta.shapes:
@@ -176,9 +194,10 @@ def choose(folder: ModelFolder, backend: str, device: str | None = None) -> str:
     return "onnx-int8"
 
 
-def open_backend(folder: ModelFolder, backend: str = "torch", device: str | None = None) -> Backend:
+def open_backend(folder: ModelFolder, backend: str = "torch", device: str | None = None,
+                 lanes: int = 0) -> Backend:
     """The named backend over a model folder. torch loads the weights; onnx and onnx-int8 the exported file
-    (checked to exist before anything slow)."""
+    (checked to exist before anything slow), run in `lanes` parallel calls (0: AUTO_LANES; torch: one)."""
     backend = choose(folder, backend, device)
     if backend == "torch":
         from ..model import load_model
@@ -187,4 +206,4 @@ def open_backend(folder: ModelFolder, backend: str = "torch", device: str | None
         return TorchBackend(load_model(folder, device=dev), dev)
     path = folder.onnx_file(int8=backend == "onnx-int8")
     record = check_export(folder)
-    return OnnxBackend(path, folder.meta, call_cost=recorded_call_cost(record, path.name))
+    return OnnxBackend(path, folder.meta, call_cost=recorded_call_cost(record, path.name), lanes=lanes)

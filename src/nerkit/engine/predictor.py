@@ -10,6 +10,8 @@ import copy
 import itertools
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -55,14 +57,15 @@ class Predictor:
     @classmethod
     def from_dir(cls, model_dir: str | os.PathLike | ModelFolder, backend: str = "torch",
                  device: str | None = None, constrained: bool | None = None,
-                 budget: Budget = CORPUS_BUDGET) -> Predictor:
+                 budget: Budget = CORPUS_BUDGET, lanes: int = 0) -> Predictor:
         """backend: torch, onnx or onnx-int8 (the files `nerkit export` writes), or auto (int8 where the
         folder has a checked int8 export and the model runs on the CPU, else torch). device (torch only):
-        cpu, cuda, ...; default cuda when available."""
+        cpu, cuda, ...; default cuda when available. lanes (onnx only): model calls at once, sharing the
+        threads; 0: backends.AUTO_LANES."""
         folder = model_dir if isinstance(model_dir, ModelFolder) else ModelFolder(model_dir)
         backend = choose(folder, backend, device)  # an unknown name fails here, before the folder check
         folder.check(backend)  # a missing file or broken folder fails before the weights load
-        run = open_backend(folder, backend, device)
+        run = open_backend(folder, backend, device, lanes)
         budget = budget.for_backend(run)  # an ONNX graph's own measured call cost
         return cls(run, folder.tokenizer, folder.meta, constrained, budget, f"{folder.path}, {backend}", backend)
 
@@ -101,10 +104,11 @@ class Predictor:
         lengths = np.array(sentence_lengths, dtype=np.int64)
         return _per_sentence(self._flat_log_probs(features, lengths, batch_size, progress), lengths)
 
-    @torch.inference_mode()
     def _flat_log_probs(self, features: list[Feature], lengths: np.ndarray, batch_size: int | None,
                         progress: Callable[[int, int], None] | None) -> np.ndarray:
-        """All sentences' word log-probabilities, one row per word, sentences one after another."""
+        """All sentences' word log-probabilities, one row per word, sentences one after another. Batches run
+        in the backend's lanes (calls at once); each writes only the rows its windows own, so lanes never
+        touch the same row and the result does not depend on their order."""
         b = self.budget
         out = np.zeros((int(lengths.sum()), self.backend.num_labels), dtype=np.float32)
         raw = np.zeros(len(out), dtype=bool)  # rows that hold logits still, not log-probabilities
@@ -112,7 +116,9 @@ class Predictor:
         collate = Collator(self.tokenizer.pad_token_id, with_shapes=self.backend.with_shapes)
         batches = make_batches([len(f) for f in features], batch_size=batch_size or b.batch_size,
                                max_tokens=b.max_tokens, call_cost=b.call_cost)
-        for idx in batches:
+
+        @torch.inference_mode()  # per thread: a lane's thread is not under the caller's mode
+        def run(idx: list[int]) -> int:
             batch = collate([features[i] for i in idx])
             batch.pop("labels")
             logits = self.backend.logits(batch)
@@ -126,12 +132,18 @@ class Predictor:
             else:
                 picked = logits[torch.from_numpy(rows), torch.from_numpy(cols)].float()
                 out[dest] = torch.log_softmax(picked, dim=-1).cpu().numpy()
-            if progress:
-                progress(len(idx), len(features))
+            return len(idx)
+
+        lanes = min(getattr(self.backend, "lanes", 1), len(batches))
+        with ThreadPoolExecutor(lanes, thread_name_prefix="nerkit-lane") if lanes > 1 else nullcontext() as pool:
+            for done in (pool.map(run, batches) if pool else map(run, batches)):
+                if progress:
+                    progress(done, len(features))
         # Log-softmax once over all CPU rows: per batch, torch would wake its thread pool every call, and
         # on few cores those threads wait on onnxruntime's. Rows are independent, so the values are the same.
         if raw.any():
-            out[raw] = torch.log_softmax(torch.from_numpy(out[raw]), dim=-1).numpy()
+            with torch.inference_mode():
+                out[raw] = torch.log_softmax(torch.from_numpy(out[raw]), dim=-1).numpy()
         return out
 
 
