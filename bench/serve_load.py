@@ -1,7 +1,7 @@
 """Load test of `nerkit serve`: throughput and latency with micro-batching on and off.
 
     python bench/serve_load.py [--model runs/conll03-minilm/model] [--data DIR_OR_FILE] [--clients 20]
-                               [--duration 30] [--max-wait-ms 5] [--warmup 3] [--threads 0] [--rounds 2]
+                               [--duration 30] [--max-wait-ms 5] [--warmup 3] [--threads 0] [--lanes 0] [--rounds 2]
 
 For each mode the script starts `nerkit serve` on a free 127.0.0.1 port in a child process, sends
 `--warmup` seconds of uncounted load, then `--clients` concurrent asyncio httpx clients for `--duration`
@@ -115,7 +115,7 @@ def scrape(url: str) -> dict:
 def run_mode(args, sentences: list[str], batching: bool) -> dict:
     port = free_port()
     extra = ["--max-wait-ms", str(args.max_wait_ms)] if batching else ["--no-batching"]
-    extra += ["--threads", str(args.threads)]
+    extra += ["--threads", str(args.threads), "--lanes", str(args.lanes)]
     try:
         proc = start_server(args.model, port, *extra)
     except RuntimeError as e:
@@ -151,6 +151,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds of uncounted load first")
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
     ap.add_argument("--threads", type=int, default=0, help="the server's torch threads (0: its default)")
+    ap.add_argument("--lanes", type=int, default=0, help="the server's ONNX lanes (0: its default)")
     ap.add_argument("--rounds", type=int, default=2, help="runs of each mode; the smaller ratio is reported")
     args = ap.parse_args()
     if not 1 <= args.clients <= 200 or not 0 < args.duration <= 600 or not 1 <= args.rounds <= 5:
@@ -162,7 +163,7 @@ def main() -> None:
 
     print(f"{describe()}")
     print(f"serve_load: {args.model} | {len(sentences)} test sentences | {args.clients} clients x "
-          f"{args.duration:g} s per mode | server threads {args.threads or 'default'} | 127.0.0.1 | "
+          f"{args.duration:g} s per mode | server threads {args.threads or 'default'}, lanes {args.lanes or 'default'} | 127.0.0.1 | "
           f"cpus {os.cpu_count()} | load average before {os.getloadavg()[0]:.2f}", flush=True)
     rounds: list[dict] = []
     for k in range(args.rounds):
@@ -191,7 +192,7 @@ def main() -> None:
     on, off = worst["batching_on"], worst["batching_off"]
     print(json.dumps({"bench": "serve_load", "machine": machine(), "model": args.model, "clients": args.clients,
                       "duration_s": args.duration, "max_wait_ms": args.max_wait_ms,
-                      "server_threads": args.threads, "loadavg_1m_after": round(os.getloadavg()[0], 2),
+                      "server_threads": args.threads, "server_lanes": args.lanes, "loadavg_1m_after": round(os.getloadavg()[0], 2),
                       "batching_on": on, "batching_off": off, "throughput_ratio": ratio, "ratios": ratios,
                       "rounds": rounds, "p99_ratio": round(on["p99_ms"] / off["p99_ms"], 3) if off["p99_ms"] > 0 else None,
                       "targets": targets}))
