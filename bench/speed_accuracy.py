@@ -1,14 +1,15 @@
 """Speed against accuracy: nerkit's models and backends, the HF pipeline and spaCy's CPU NER pipeline.
 
     python bench/speed_accuracy.py --runs runs/conll03-minilm [RUN ...] [--data conll2003] [--rounds 3]
-        [--spacy runs/spacy-efficiency/model-best] [--png bench/results/speed_accuracy.png]
+        [--spacy runs/spacy-efficiency/model-best] [--spacy-processes 1 [2]] [--png bench/results/speed_accuracy.png]
     python bench/speed_accuracy.py --replot bench/results/speed_accuracy.txt   # the PNG from a results file
 
 The 3,453 CoNLL test sentences, each its words joined by spaces, are the texts for every way: raw text in,
 character spans out. Each way runs in its own fresh child process (its peak RSS is its own): the HF
 token-classification pipeline on the first run's model; for every run, nerkit torch fp32 and onnxruntime
 int8; spaCy's efficiency NER pipeline trained on the same training split (bench/spacy_ner.py holds the
-recipe). Per row: words/s and sentences/s of the timed pass, peak RSS, test F1 on whole documents as
+recipe), in one process as spaCy does by default (one core busy; nerkit's rows use all the threads), and
+with --spacy-processes 1 2 also with nlp.pipe(n_process=2). Per row: words/s and sentences/s of the timed pass, peak RSS, test F1 on whole documents as
 conlleval scores it (nerkit's scorer; spaCy tags the gold tokens, each document one Doc) and span F1 of
 the timed sentences' character spans against gold.
 
@@ -37,7 +38,7 @@ from pathlib import Path
 from predict_speed import gold_char_spans, in_child, peak_rss_mb, run_nerkit, run_pipeline, span_f1
 
 
-def run_spacy(model: str, texts: list[str], documents: list | None) -> dict:
+def run_spacy(model: str, texts: list[str], n_process: int, documents: list | None) -> dict:
     import spacy
     from spacy_ner import tag_documents
 
@@ -46,10 +47,10 @@ def run_spacy(model: str, texts: list[str], documents: list | None) -> dict:
     load_s = time.perf_counter() - t0
     list(nlp.pipe(texts[:64]))  # warm-up
     t0 = time.perf_counter()
-    docs = list(nlp.pipe(texts, batch_size=256))
+    docs = list(nlp.pipe(texts, batch_size=256, n_process=n_process))
     seconds = time.perf_counter() - t0
     spans = [[(e.label_, e.start_char, e.end_char) for e in d.ents] for d in docs]
-    rss = peak_rss_mb()
+    rss = peak_rss_mb()  # with n_process > 1, the parent's only
     out = {"seconds": seconds, "load_s": load_s, "rss_mb": rss, "spans": spans}
     if documents is not None:  # untimed, after the RSS reading
         out["doc_tags"] = tag_documents(nlp, documents)
@@ -159,8 +160,9 @@ def build_ways(args, models: list[str], texts: list[str]) -> list[Way]:
             ways.append(Way(f"nerkit {name} {backend}", layers_of(m), backend, run_nerkit,
                             (m, texts, TEXT_BUDGET.batch_size, backend),
                             (False, args.device, args.dtype if backend == "torch" else "fp32")))
-    if args.spacy != "none":
-        ways.append(Way("spaCy efficiency NER", "cnn", "spacy", run_spacy, (args.spacy, texts)))
+    for n in args.spacy_processes if args.spacy != "none" else []:  # the first is the ratios' base
+        name = "spaCy efficiency NER" + (f", {n} processes" if n > 1 else "")
+        ways.append(Way(name, "cnn", "spacy", run_spacy, (args.spacy, texts, n)))
     return ways
 
 
@@ -208,6 +210,9 @@ def main() -> int:
     ap.add_argument("--data", default="conll2003", help="dataset folder/name or a CoNLL file (its test split)")
     ap.add_argument("--spacy", default="runs/spacy-efficiency/model-best",
                     help="spaCy model from `python bench/spacy_ner.py train`; 'none' skips the row")
+    ap.add_argument("--spacy-processes", nargs="+", type=int, default=[1], metavar="N",
+                    help="spaCy rows, nlp.pipe(n_process=N) each; the first is the base of the ratios (default 1, "
+                         "spaCy's own default: one core, where nerkit's rows use all)")
     ap.add_argument("--png", default="bench/results/speed_accuracy.png")
     ap.add_argument("--device", default="cpu", help="torch device of the pipeline and nerkit torch rows (cuda: GPU)")
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="torch rows' weights")

@@ -261,6 +261,44 @@ def test_the_node_that_costs_most_is_the_one_kept_fp32(monkeypatch, tmp_path, tr
     assert info["f1"]["onnx-int8"] >= info["f1"]["torch"] - 0.5
 
 
+@pytest.mark.parametrize("aim, rounds", [(None, 0), ("0.2", 1)])
+def test_int8_aim_keeps_nodes_fp32_until_the_loss_is_that_small(capsys, monkeypatch, tmp_path, trained_model_dir,
+                                                                aim, rounds):
+    """An int8 graph that loses 0.3 points while nothing is kept fp32: the default (0.5) takes it as it is;
+    --int8-aim 0.2 keeps the worst node fp32 and records the aim."""
+    import nerkit.evaluation
+    import nerkit.export
+
+    d = _copy(trained_model_dir, tmp_path)
+    excluded: list[list[str]] = []
+    real_quantize, real_evaluate = nerkit.export.quantize, nerkit.evaluation.evaluate
+
+    def quantize(src, dst, exclude=()):
+        excluded.append(list(exclude))
+        real_quantize(src, dst, exclude)
+
+    def evaluate(predictor, corpus, desc=None):
+        ev = real_evaluate(predictor, corpus, desc)
+        if excluded and not excluded[-1]:  # the fully quantized graph
+            ev.conlleval.micro.f1 -= 0.003
+        return ev
+
+    monkeypatch.setattr(nerkit.export, "quantize", quantize)
+    monkeypatch.setattr(nerkit.evaluation, "evaluate", evaluate)
+    assert main(["export", str(d), "--onnx", "--int8", *(["--int8-aim", aim] if aim else [])]) == 0
+    info = _info(d)
+    assert info["int8_rounds"] == rounds and len(info["int8_fp32_nodes"]) == rounds
+    assert info["int8_aim"] == (float(aim) if aim else 0.5)
+    assert info["f1"]["torch"] - info["f1"]["onnx-int8"] == pytest.approx(0.3 if rounds == 0 else 0.0, abs=1e-6)
+
+
+def test_int8_aim_out_of_range_is_a_usage_error(capsys, exported):
+    for argv in (["--int8", "--int8-aim", "0.7"], ["--int8", "--int8-aim", "-1"], ["--int8-aim", "0.2"]):
+        assert main(["export", str(exported), "--onnx", *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("nerkit: error: ") and "int8" in err[0], err
+
+
 def test_node_errors_rank_the_sensitive_node_first(tmp_path, exported):
     import nerkit.export as ex
     from nerkit.folder import ModelFolder

@@ -13,9 +13,10 @@ What an export does, in order:
 2. The validation F1 (conlleval micro, through the Predictor) of torch and of each graph written: none may
    fall more than F1_MAX_DROP points below torch's.
 3. int8: every MatMul with constant weights and every fused Attention quantized; while the int8 graph
-   falls short (F1, or INT8_MIN_AGREEMENT of the words labelled as fp32 does), the nodes that add the most
-   error on a probe set of validation windows are kept fp32, a few more each round, for INT8_ROUNDS rounds
-   at most.
+   falls short (its F1 more than `int8_aim` points below torch's, F1_MAX_DROP unless asked for less, or
+   under INT8_MIN_AGREEMENT of the words labelled as fp32 does), the nodes that add the most error on a
+   probe set of validation windows are kept fp32, a few more each round, for INT8_ROUNDS rounds at most.
+   The file is refused only past F1_MAX_DROP (or under the agreement).
 4. Each graph's own call cost (the fixed price of one call, in padded tokens), timed on short batches.
 Only then is onnx/export.json written, with all of the above and the sha256 of the weights, which the onnx
 backends check (ExportCheckError, exit 1, otherwise).
@@ -93,10 +94,13 @@ class ExportResult:
 
 
 def export_onnx(model_dir: str | os.PathLike, int8: bool = False, opset: int = 17,
-                validation: str | os.PathLike | None = None) -> ExportResult:
+                validation: str | os.PathLike | None = None, int8_aim: float = F1_MAX_DROP) -> ExportResult:
     """Write onnx/model.onnx (and onnx/model.int8.onnx) into the model folder and check them (the module's
     docstring says how). validation: a CoNLL file; default the model's own validation split, from its
-    training config. Without one, a plain export checks the logits only; --int8 needs one."""
+    training config. Without one, a plain export checks the logits only; --int8 needs one. int8_aim: the
+    validation F1 points int8 may lose before nodes are kept fp32 (0 to F1_MAX_DROP)."""
+    if not 0 <= int8_aim <= F1_MAX_DROP:
+        raise ValueError(f"int8_aim: expected 0 to {F1_MAX_DROP:g} F1 points, got {int8_aim:g}")
     folder = ModelFolder(model_dir)
     onnxruntime()  # before the slow part
     corpus = _validation_set(folder, validation, required=int8)
@@ -127,7 +131,7 @@ def export_onnx(model_dir: str | os.PathLike, int8: bool = False, opset: int = 1
         _check_f1(fp32, result.f1["onnx"], result.f1["torch"], corpus)
         if int8:
             result.int8 = out / INT8_FILE
-            info = _quantize_checked(fp32, result.int8, corpus, tokenizer, meta, ev.predictions, result)
+            info = _quantize_checked(fp32, result.int8, corpus, tokenizer, meta, ev.predictions, result, int8_aim)
     fits = {}
     for path in (fp32, result.int8):
         if path is not None:
@@ -302,9 +306,10 @@ def quantize(src: Path, dst: Path, exclude: list[str] | tuple[str, ...] = ()) ->
 
 
 def _quantize_checked(fp32: Path, dst: Path, corpus: Corpus, tokenizer, meta: ModelMeta,
-                      fp32_tags: list[list[str]], result: ExportResult) -> dict:
-    """Quantize, evaluate; while short of the F1 or agreement asked, keep the nodes measured worst in fp32
-    and try again (INT8_ROUNDS at most). Fills result's int8 fields; returns what export.json records."""
+                      fp32_tags: list[list[str]], result: ExportResult, aim: float = F1_MAX_DROP) -> dict:
+    """Quantize, evaluate; while short of the F1 (aim: points below torch) or agreement asked, keep the nodes
+    measured worst in fp32 and try again (INT8_ROUNDS at most). Fills result's int8 fields; returns what
+    export.json records."""
     from .engine.predictor import Predictor
     from .evaluation import evaluate
 
@@ -319,7 +324,7 @@ def _quantize_checked(fp32: Path, dst: Path, corpus: Corpus, tokenizer, meta: Mo
         quantize(fp32, dst, kept)
         ev = evaluate(Predictor(OnnxBackend(dst, meta), tokenizer, meta), corpus)
         f1, agreement = 100 * ev.conlleval.micro.f1, _agreement(fp32_tags, ev.predictions)
-        if (torch_f1 - f1 <= F1_MAX_DROP and agreement >= INT8_MIN_AGREEMENT) or rounds == INT8_ROUNDS \
+        if (torch_f1 - f1 <= aim and agreement >= INT8_MIN_AGREEMENT) or rounds == INT8_ROUNDS \
                 or len(kept) >= min(cap, len(candidates)):
             break
         probe = probe if probe is not None else _probe_windows(corpus, tokenizer, meta)
@@ -336,7 +341,7 @@ def _quantize_checked(fp32: Path, dst: Path, corpus: Corpus, tokenizer, meta: Mo
         raise ExportCheckError(f"{dst}: labels {100 * agreement:.2f}% of the {corpus.path} words as the fp32 model "
                                f"does, under the {100 * INT8_MIN_AGREEMENT:g}% required{detail}; not recorded in "
                                f"{INFO_FILE}")
-    return {"int8_quantized_ops": QUANTIZED_OPS, "int8_quantizable_nodes": len(candidates),
+    return {"int8_quantized_ops": QUANTIZED_OPS, "int8_aim": aim, "int8_quantizable_nodes": len(candidates),
             "int8_rounds": rounds, "int8_fp32_nodes": kept,
             "int8_fp32_node_errors": {n: round(errors[n], 6) for n in kept}}
 

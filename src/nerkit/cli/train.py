@@ -41,6 +41,9 @@ def register(sub) -> None:
                    help="CoNLL file on which each exported graph's F1 must be within 0.5 of the torch model's, "
                         "and int8 must label 99%% of the words as fp32 does (default: the model's own "
                         "validation split; needed for --int8)")
+    x.add_argument("--int8-aim", type=float, default=None, metavar="POINTS",
+                   help="keep more nodes fp32 until int8's validation F1 is at most this far below torch's "
+                        "(0 to 0.5; default 0.5, the most allowed); a graph that stays past 0.5 is refused")
 
 
 def run_train(args: argparse.Namespace, extra: list[str]) -> int:
@@ -64,8 +67,14 @@ def run_export(args: argparse.Namespace, extra: list[str]) -> int:
     from ..engine.budget import TEXT_BUDGET
     from ..export import F1_MAX_DROP, FP32_TOLERANCE, ExportCheckError
 
+    aim = F1_MAX_DROP if args.int8_aim is None else args.int8_aim
+    if not 0 <= aim <= F1_MAX_DROP:
+        raise UsageError(f"--int8-aim: expected 0 to {F1_MAX_DROP:g} F1 points, got {aim:g}")
+    if args.int8_aim is not None and not args.int8:
+        raise UsageError("--int8-aim applies to the int8 file: pass --int8 too")
     try:
-        result = export_onnx(args.model_dir, int8=args.int8, opset=args.opset, validation=args.validation)
+        result = export_onnx(args.model_dir, int8=args.int8, opset=args.opset, validation=args.validation,
+                             int8_aim=aim)
     except ExportCheckError as e:  # the files are there but fail their check: exit 1, not a usage error
         print(f"nerkit: export failed its check: {e}", file=sys.stderr)
         return 1
