@@ -126,6 +126,20 @@ def trained_model_dir(trained_run) -> Path:
     return trained_run / "model"
 
 
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, trained_model_dir) -> Path:
+    """A copy of the tiny model, exported with `nerkit export --onnx --int8` (one per test module, which
+    may change it)."""
+    import shutil
+
+    from nerkit.cli import main
+
+    d = tmp_path_factory.mktemp("export") / "model"
+    shutil.copytree(trained_model_dir, d)
+    assert main(["export", str(d), "--onnx", "--int8"]) == 0
+    return d
+
+
 @pytest.fixture(scope="session")
 def wnut_dir() -> Path:
     return shared_dataset("wnut17", "wnut17train.conll")

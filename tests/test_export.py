@@ -28,15 +28,6 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, trained_model_dir):
-    """A copy of the tiny model, exported with `nerkit export --onnx --int8`."""
-    d = tmp_path_factory.mktemp("export") / "model"
-    shutil.copytree(trained_model_dir, d)
-    assert main(["export", str(d), "--onnx", "--int8"]) == 0
-    return d
-
-
 def test_files_written(exported):
     assert (exported / ONNX_DIR / FP32_FILE).stat().st_size > 10_000
     assert (exported / ONNX_DIR / INT8_FILE).stat().st_size < (exported / ONNX_DIR / FP32_FILE).stat().st_size

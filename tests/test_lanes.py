@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 
 import numpy as np
@@ -17,14 +16,6 @@ DOCS = [[["John", "Smith", "works", "for", "Acme", "Corp", "in", "New", "York", 
          ["Mary", "Jones", "lives", "in", "Paris", "."]],
         [["Shares", "of", "Toyota", "rose", "3", "percent", "in", "Tokyo", "trading", "."]],
         [["The", "German", "team", "beat", "FIFA", "2-1", "."] * 30]]  # longer than one window
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, trained_model_dir):
-    d = tmp_path_factory.mktemp("lanes") / "model"
-    shutil.copytree(trained_model_dir, d)
-    assert main(["export", str(d), "--onnx", "--int8"]) == 0
-    return d
 
 
 @pytest.mark.parametrize("lanes, threads, want", [

@@ -94,13 +94,14 @@ class ExportResult:
 
 
 def export_onnx(model_dir: str | os.PathLike, int8: bool = False, opset: int = 17,
-                validation: str | os.PathLike | None = None, int8_aim: float = F1_MAX_DROP) -> ExportResult:
+                validation: str | os.PathLike | None = None, int8_aim: float | None = None) -> ExportResult:
     """Write onnx/model.onnx (and onnx/model.int8.onnx) into the model folder and check them (the module's
     docstring says how). validation: a CoNLL file; default the model's own validation split, from its
     training config. Without one, a plain export checks the logits only; --int8 needs one. int8_aim: the
-    validation F1 points int8 may lose before nodes are kept fp32 (0 to F1_MAX_DROP)."""
-    if not 0 <= int8_aim <= F1_MAX_DROP:
+    validation F1 points int8 may lose before nodes are kept fp32 (0 to F1_MAX_DROP, the default)."""
+    if int8_aim is not None and not 0 <= int8_aim <= F1_MAX_DROP:
         raise ValueError(f"int8_aim: expected 0 to {F1_MAX_DROP:g} F1 points, got {int8_aim:g}")
+    int8_aim = F1_MAX_DROP if int8_aim is None else int8_aim
     folder = ModelFolder(model_dir)
     onnxruntime()  # before the slow part
     corpus = _validation_set(folder, validation, required=int8)
@@ -306,7 +307,7 @@ def quantize(src: Path, dst: Path, exclude: list[str] | tuple[str, ...] = ()) ->
 
 
 def _quantize_checked(fp32: Path, dst: Path, corpus: Corpus, tokenizer, meta: ModelMeta,
-                      fp32_tags: list[list[str]], result: ExportResult, aim: float = F1_MAX_DROP) -> dict:
+                      fp32_tags: list[list[str]], result: ExportResult, aim: float) -> dict:
     """Quantize, evaluate; while short of the F1 (aim: points below torch) or agreement asked, keep the nodes
     measured worst in fp32 and try again (INT8_ROUNDS at most). Fills result's int8 fields; returns what
     export.json records."""

@@ -67,14 +67,13 @@ def run_export(args: argparse.Namespace, extra: list[str]) -> int:
     from ..engine.budget import TEXT_BUDGET
     from ..export import F1_MAX_DROP, FP32_TOLERANCE, ExportCheckError
 
-    aim = F1_MAX_DROP if args.int8_aim is None else args.int8_aim
-    if not 0 <= aim <= F1_MAX_DROP:
-        raise UsageError(f"--int8-aim: expected 0 to {F1_MAX_DROP:g} F1 points, got {aim:g}")
+    if args.int8_aim is not None and not 0 <= args.int8_aim <= F1_MAX_DROP:
+        raise UsageError(f"--int8-aim: expected 0 to {F1_MAX_DROP:g} F1 points, got {args.int8_aim:g}")
     if args.int8_aim is not None and not args.int8:
         raise UsageError("--int8-aim applies to the int8 file: pass --int8 too")
     try:
         result = export_onnx(args.model_dir, int8=args.int8, opset=args.opset, validation=args.validation,
-                             int8_aim=aim)
+                             int8_aim=args.int8_aim)
     except ExportCheckError as e:  # the files are there but fail their check: exit 1, not a usage error
         print(f"nerkit: export failed its check: {e}", file=sys.stderr)
         return 1
