@@ -12,7 +12,7 @@
 #   teacher-s7    a second seed                   nerkit train --train.seed 7 (25-30 min)
 #   student-4l    4 layers, both teachers         nerkit distill (about 23 min)
 #   student-3l    3 layers, both teachers         nerkit distill (about 16 min)
-#   student-2l    2 layers, the default teacher   nerkit distill (about 12 min)
+#   student-2l    2 layers, the default teacher   nerkit distill, alpha 0.8, lr 3e-4 (about 15 min)
 #   student-conv  conv 4x256, kernel 3            nerkit distill (about 6 min)
 #   spacy         spaCy's efficiency pipeline     python bench/spacy_ner.py train
 #   bench         bench/speed_accuracy.py over all of the above, 3 rounds (about 20 min, exports included)
@@ -48,7 +48,8 @@ run teacher-s7 "$T2/metrics.json" $NERKIT train --config configs/conll03-minilm.
 D="$NERKIT distill --config configs/conll03-distill.toml"
 run student-4l runs/student-4l-ens/metrics.json $D $(teachers) --layers 4 --output runs/student-4l-ens
 run student-3l runs/student-3l-ens/metrics.json $D $(teachers) --layers 3 --output runs/student-3l-ens
-run student-2l runs/student-2l/metrics.json $D --teacher "$T1" --layers 2 --output runs/student-2l
+run student-2l runs/student-2l-a08-lr3/metrics.json $D --teacher "$T1" --layers 2 --distill.alpha 0.8 \
+    --train.lr 3e-4 --output runs/student-2l-a08-lr3
 run student-conv runs/student-conv/metrics.json $D --teacher "$T1" --student conv --layers 4 --width 256 \
     --kernel 3 --train.lr 1e-3 --output runs/student-conv
 if wanted spacy && [ "$DRY" = 0 ] && ! $PY -c "import spacy" 2>/dev/null; then
@@ -58,14 +59,14 @@ run spacy runs/spacy-efficiency/model-best $PY bench/spacy_ner.py train
 
 if wanted bench; then
     RUNS=()
-    for r in "$T1" runs/student-4l-ens runs/student-3l-ens runs/student-2l runs/student-conv; do
+    for r in "$T1" runs/student-4l-ens runs/student-3l-ens runs/student-2l-a08-lr3 runs/student-conv; do
         [ -e "$r/metrics.json" ] && RUNS+=("$r")
     done
-    echo "$(date +%H:%M:%S) bench: $PY bench/speed_accuracy.py --runs ${RUNS[*]}"
+    echo "$(date +%H:%M:%S) bench: $PY bench/speed_accuracy.py --runs ${RUNS[*]} --spacy-processes 1 2"
     [ "$DRY" = 1 ] && exit 0
     OUT_FILE=bench/results/speed_accuracy.txt
-    { echo "\$ python bench/speed_accuracy.py --runs ${RUNS[*]}"
-      $PY bench/speed_accuracy.py --runs "${RUNS[@]}" 2>&1 | grep -v '^Loading weights'; } > "$OUT_FILE.part"
+    { echo "\$ python bench/speed_accuracy.py --runs ${RUNS[*]} --spacy-processes 1 2"
+      $PY bench/speed_accuracy.py --runs "${RUNS[@]}" --spacy-processes 1 2 2>&1 | grep -v '^Loading weights'; } > "$OUT_FILE.part"
     mv "$OUT_FILE.part" "$OUT_FILE"  # a stopped bench leaves the previous results whole
     tail -n 20 bench/results/speed_accuracy.txt
 fi
