@@ -19,7 +19,7 @@ import statistics
 import time
 
 from machine import describe, machine
-from predict_speed import gold_char_spans, in_child
+from predict_speed import in_child, test_texts
 
 
 def run_lanes(model: str, texts: list[str], lanes: int, latency_texts: int) -> dict:
@@ -48,11 +48,9 @@ def main() -> None:
     ap.add_argument("--latency-texts", type=int, default=300, help="texts tagged one call each")
     ap.add_argument("--data", default="conll2003", help="dataset folder/name (its test split)")
     args = ap.parse_args()
-    from nerkit.corpus import find_split_file, read_conll, resolve_data_dir
     from nerkit.folder import ModelFolder
 
-    sents = read_conll(find_split_file(resolve_data_dir(args.data), "test")).sentences
-    texts = [gold_char_spans(s.words, s.tags)[0] for s in sents]
+    sents, texts = test_texts(args.data)
     n_words = sum(len(s.words) for s in sents)
     models = [str(ModelFolder(r).path) for r in args.runs]
     print(f"{len(texts)} test sentences ({n_words} words) as raw text | {describe()} | onnx-int8 | "

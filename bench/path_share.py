@@ -16,7 +16,7 @@ import json
 import time
 
 from machine import describe, machine
-from predict_speed import gold_char_spans
+from predict_speed import test_texts
 
 
 def share(run: str, texts: list[str], backend: str) -> dict:
@@ -48,10 +48,8 @@ def main() -> None:
     ap.add_argument("--backend", default="onnx-int8", help="torch, onnx or onnx-int8")
     ap.add_argument("--data", default="conll2003", help="dataset folder/name (its test split)")
     args = ap.parse_args()
-    from nerkit.corpus import find_split_file, read_conll, resolve_data_dir
 
-    sents = read_conll(find_split_file(resolve_data_dir(args.data), "test")).sentences
-    texts = [gold_char_spans(s.words, s.tags)[0] for s in sents]
+    _, texts = test_texts(args.data)
     print(f"{len(texts)} test sentences as raw text | {describe()} | backend {args.backend}")
     rows = []
     for run in args.runs:

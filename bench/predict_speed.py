@@ -115,6 +115,14 @@ def gold_char_spans(words: list[str], tags: list[str]) -> tuple[str, Spans]:
     return text, [(e.type, starts[e.start], starts[e.end - 1] + len(words[e.end - 1])) for e in spans(tags)]
 
 
+def test_texts(data: str) -> tuple[list, list[str]]:
+    """A dataset's test sentences (folder or name) and each one as raw text, its words joined by spaces."""
+    from nerkit.corpus import find_split_file, read_conll, resolve_data_dir
+
+    sents = read_conll(find_split_file(resolve_data_dir(data), "test")).sentences
+    return sents, [gold_char_spans(s.words, s.tags)[0] for s in sents]
+
+
 def span_f1(gold: list[Spans], pred: list[Spans]) -> float:
     correct = sum(len(set(g) & set(p)) for g, p in zip(gold, pred))
     n_pred, n_gold = sum(len(p) for p in pred), sum(len(g) for g in gold)

@@ -46,7 +46,7 @@ from .engine.backends import (
     onnxruntime,
     session_logits,
 )
-from .errors import ModelError, first_line
+from .errors import ModelError, UsageError, first_line
 from .folder import FP32_FILE, INT8_FILE, ONNX_DIR, ModelFolder, ModelMeta, weights_sha256
 from .graph_measures import measure_call_cost, node_errors
 from .model import load_model
@@ -100,7 +100,9 @@ def export_onnx(model_dir: str | os.PathLike, int8: bool = False, opset: int = 1
     training config. Without one, a plain export checks the logits only; --int8 needs one. int8_aim: the
     validation F1 points int8 may lose before nodes are kept fp32 (0 to F1_MAX_DROP, the default)."""
     if int8_aim is not None and not 0 <= int8_aim <= F1_MAX_DROP:
-        raise ValueError(f"int8_aim: expected 0 to {F1_MAX_DROP:g} F1 points, got {int8_aim:g}")
+        raise UsageError(f"expected 0 to {F1_MAX_DROP:g} F1 points, got {int8_aim:g}", field="int8_aim")
+    if int8_aim is not None and not int8:
+        raise UsageError("applies to the int8 file: pass --int8 too", field="int8_aim")
     int8_aim = F1_MAX_DROP if int8_aim is None else int8_aim
     folder = ModelFolder(model_dir)
     onnxruntime()  # before the slow part

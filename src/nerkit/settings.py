@@ -240,7 +240,7 @@ class PredictorSettings:
     max_tokens: int = opt(0, "most padded tokens per model call; 0: the command's default budget")
     batch_size: int = opt(0, "most windows per model call; 0: the command's default budget")
     lanes: int = opt(0, "onnx backends: model calls at once, sharing the threads; 0: two where there are two "
-                     "threads or more (one call at a time is the lowest latency for a lone text)")
+                     "threads or more; 1: one call at a time on all of them")
 
     @property
     def constrained(self) -> bool | None:

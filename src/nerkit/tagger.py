@@ -189,7 +189,7 @@ def load(model_dir: str, backend: str = "torch", device: str | None = None, cons
     available). constrained: Viterbi decoding under IOB2 constraints (default: the model's setting);
     False gives the plain argmax. max_tokens, batch_size: the most padded tokens and windows per model
     call (default: engine.predictor.TEXT_BUDGET). lanes (onnx backends): model calls at once, sharing the
-    threads (0: two where there are two threads or more; 1: one call at a time, the lowest latency).
+    threads (0: two where there are two threads or more; 1: one call at a time on all of them).
     """
     return Tagger(Predictor.from_dir(model_dir, backend=backend, device=device, constrained=constrained,
                                      budget=TEXT_BUDGET.limited(max_tokens, batch_size), lanes=lanes))

@@ -20,7 +20,8 @@ COMMANDS = (train, evaluate, predict, serve, convert)
 OPTION_OF_FIELD = {"model_dir": "MODEL_DIR", "data.dir": "--data", "data": "--data", "config": "--config",
                    "resume": "--resume", "output": "--output", "backend": "--backend", "host": "--host",
                    "port": "--port", "input": "--input",
-                   "to": "--to", "dialect": "--dialect", "distill.teachers": "--teacher", "data.format": "--format", "data.split": "--data.split"}
+                   "to": "--to", "dialect": "--dialect", "distill.teachers": "--teacher", "data.format": "--format", "data.split": "--data.split",
+                   "int8_aim": "--int8-aim"}
 
 
 def build_parser() -> argparse.ArgumentParser:
