@@ -57,13 +57,15 @@ def test_layer_student_with_every_layer_is_the_teacher(trained_model_dir):
         layer_student(teacher, n + 1)
 
 
-def test_conv_student_saves_loads_and_exports(trained_model_dir, tmp_path):
+@pytest.mark.parametrize("heads", [0, 4])
+def test_conv_student_saves_loads_and_exports(trained_model_dir, tmp_path, heads):
     from nerkit.export import export_onnx
     from nerkit.students import conv_student
 
     folder = ModelFolder(trained_model_dir)
     teacher = load_model(folder)
-    student = conv_student(teacher, layers=2, width=32, kernel=3).eval()
+    student = conv_student(teacher, layers=2, width=32, kernel=3, heads=heads).eval()
+    assert (student.hf.conv.attention is not None) == bool(heads)
     assert torch.equal(student.hf.get_input_embeddings().weight, teacher.hf.get_input_embeddings().weight)
     out = tmp_path / "conv"
     save_model(student, folder.tokenizer, out, folder.meta)

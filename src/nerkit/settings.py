@@ -180,8 +180,12 @@ class DistillSection:
                           "(evenly apart, the top one kept)")
     width: int = opt(256, "conv: channels of the convolution blocks", positive=True)
     kernel: int = opt(5, "conv: width of each convolution, in sub-words (odd)", positive=True)
+    heads: int = opt(0, "conv: heads of one self-attention block after the convolutions, which sees the whole "
+                     "window (the document around a sentence); 0: none")
     alpha: float = opt(0.5, "weight of the teachers' term; the gold labels' cross-entropy gets 1 - alpha")
     temperature: float = opt(2.0, "softening of both distributions in the teachers' term", positive=True)
+    augment: int = opt(0, "copies of the training text with each gold name swapped for another of its type "
+                       "from the training set, gold-labelled and labelled by the teachers; 0: none")
     extra: str = opt("", "plain-text files, comma-separated, that the teachers label for the student too "
                      "(blank lines separate documents); empty: the gold training text only")
     teacher_backend: Literal["torch", "auto"] = opt(
@@ -194,8 +198,12 @@ class DistillSection:
             return f"distill.alpha: expected a weight in [0, 1], got {self.alpha}"
         if self.kernel % 2 == 0:
             return f"distill.kernel: expected an odd width, got {self.kernel}"
+        if self.heads and self.width % self.heads:
+            return f"distill.heads: expected a divisor of distill.width ({self.width}), got {self.heads}"
         return out_of_range("distill", self, {"layers": (1, 48, "1 to 48 layers or blocks"),
                                               "width": (8, 4096, "8 to 4096 channels"),
+                                              "augment": (0, 20, "0 to 20 copies"),
+                                              "heads": (0, 64, "0 to 64 heads"),
                                               "temperature": (0.05, 100.0, "a temperature in [0.05, 100]")})
 
     @property

@@ -3,8 +3,8 @@
   layers  the teacher's own encoder with K of its layers (the first K, or spread evenly), its word-shape
           embedding and head copied: a smaller model of the same family, a plain Hugging Face folder.
   conv    a convolutional tagger that is cheap on any CPU: the teacher's sub-word embeddings (and shape
-          embedding) projected to `width` channels, K residual blocks of gated dilated convolutions, a
-          linear head. Saved as a Hugging Face folder of model_type "nerkit-conv", which the Auto classes
+          embedding) projected to `width` channels, K residual blocks of gated dilated convolutions,
+          optionally one self-attention block over the whole window (`heads`), a linear head. Saved as a Hugging Face folder of model_type "nerkit-conv", which the Auto classes
           load once nerkit has registered it (importing nerkit.model does).
 
 Both come back as NerModels, so training, evaluation, export and serving treat them as any other model.
@@ -73,8 +73,9 @@ class ConvTaggerConfig(PretrainedConfig):
 
     def __init__(self, vocab_size: int = 30522, embedding_size: int = 384, hidden_size: int = 256,
                  num_layers: int = 4, kernel_size: int = 5, hidden_dropout_prob: float = 0.1,
-                 pad_token_id: int = 0, max_position_embeddings: int = 512, **kwargs):
+                 pad_token_id: int = 0, max_position_embeddings: int = 512, attention_heads: int = 0, **kwargs):
         super().__init__(**kwargs)
+        self.attention_heads = attention_heads  # 0: no attention block (folders saved before it existed)
         self.pad_token_id = pad_token_id
         self.vocab_size, self.embedding_size, self.hidden_size = vocab_size, embedding_size, hidden_size
         self.num_layers, self.kernel_size = num_layers, kernel_size
@@ -109,6 +110,28 @@ class ConvBlock(nn.Module):
         return x + self.dropout(nn.functional.glu(self.mix(h), dim=-1)) * mask
 
 
+class AttentionBlock(nn.Module):
+    """Pre-norm residual multi-head self-attention over the whole window: what the convolutions' few
+    sub-words of reach cannot see, the rest of the document. Written out (not nn.MultiheadAttention) so the
+    exported graph is plain MatMuls and a Softmax, which int8 quantization handles."""
+
+    def __init__(self, width: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out = nn.Linear(width, width)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # mask: (batch, tokens, 1)
+        b, n, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).view(b, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
+        scores = q @ k.transpose(-1, -2) * (w // self.heads) ** -0.5  # (batch, heads, tokens, tokens)
+        scores = scores + (1.0 - mask.transpose(1, 2).unsqueeze(1)) * torch.finfo(scores.dtype).min
+        h = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, n, w)
+        return x + self.dropout(self.out(h)) * mask
+
+
 class ConvTaggerPreTrained(PreTrainedModel):
     config_class = ConvTaggerConfig
     base_model_prefix = "conv"
@@ -124,6 +147,8 @@ class ConvTaggerModel(ConvTaggerPreTrained):
         self.project = nn.Linear(config.embedding_size, config.hidden_size)
         self.blocks = nn.ModuleList([ConvBlock(config.hidden_size, config.kernel_size, dilation(i),
                                                config.hidden_dropout_prob) for i in range(config.num_layers)])
+        heads = getattr(config, "attention_heads", 0)
+        self.attention = AttentionBlock(config.hidden_size, heads, config.hidden_dropout_prob) if heads else None
         self.norm = nn.LayerNorm(config.hidden_size)
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -141,6 +166,8 @@ class ConvTaggerModel(ConvTaggerPreTrained):
         x = self.project(x) * mask
         for block in self.blocks:
             x = block(x, mask)
+        if self.attention is not None:
+            x = self.attention(x, mask)
         return self.norm(x)
 
 
@@ -171,12 +198,14 @@ AutoConfig.register(CONV_TYPE, ConvTaggerConfig, exist_ok=True)
 AutoModelForTokenClassification.register(ConvTaggerConfig, ConvTaggerForTokenClassification, exist_ok=True)
 
 
-def conv_student(teacher: NerModel, layers: int, width: int = 256, kernel: int = 5, **_: object) -> NerModel:
-    """A conv tagger over the teacher's sub-word embeddings (copied, trained on) and shape embedding."""
+def conv_student(teacher: NerModel, layers: int, width: int = 256, kernel: int = 5, heads: int = 0,
+                 **_: object) -> NerModel:
+    """A conv tagger over the teacher's sub-word embeddings (copied, trained on) and shape embedding, with
+    one attention block of `heads` heads after the convolutions (0: none)."""
     t = teacher.hf.config
     emb = teacher.hf.get_input_embeddings()
     config = ConvTaggerConfig(vocab_size=emb.num_embeddings, embedding_size=emb.embedding_dim, hidden_size=width,
-                              num_layers=layers, kernel_size=kernel,
+                              num_layers=layers, kernel_size=kernel, attention_heads=heads,
                               hidden_dropout_prob=getattr(t, "hidden_dropout_prob", 0.1),
                               pad_token_id=t.pad_token_id if t.pad_token_id is not None else 0,
                               max_position_embeddings=getattr(t, "max_position_embeddings", 512),
@@ -202,6 +231,7 @@ def _init(model: nn.Module) -> None:
 STUDENTS: dict[str, Callable[..., NerModel]] = {"layers": layer_student, "conv": conv_student}
 
 
-def make_student(kind: str, teacher: NerModel, layers: int, width: int, kernel: int, pick: str = "bottom") -> NerModel:
+def make_student(kind: str, teacher: NerModel, layers: int, width: int, kernel: int, pick: str = "bottom",
+                 heads: int = 0) -> NerModel:
     """The registry's student of that kind (settings.StudentKind names the choices)."""
-    return STUDENTS[kind](teacher, layers=layers, width=width, kernel=kernel, pick=pick)
+    return STUDENTS[kind](teacher, layers=layers, width=width, kernel=kernel, pick=pick, heads=heads)

@@ -25,6 +25,7 @@ from ..errors import ConfigError
 from ..folder import ModelMeta, max_length_for
 from ..model import NerModel, build_model, is_cased
 from ..settings import Config, DistillConfig
+from .augment import replace_mentions
 from .distill import DistillCollator, DistillLoss, Teachers, TeacherTargets, plain_loss, read_extra
 
 log = logging.getLogger("nerkit")
@@ -189,7 +190,7 @@ def _student(cfg: DistillConfig, teachers: Teachers) -> tuple[NerModel, Any, lis
     from ..students import make_student
 
     d, first = cfg.distill, teachers.folders[0]
-    student = make_student(d.student, load_model(first), d.layers, d.width, d.kernel, d.pick)
+    student = make_student(d.student, load_model(first), d.layers, d.width, d.kernel, d.pick, d.heads)
     return student, first.tokenizer, teachers.labels
 
 
@@ -234,7 +235,7 @@ def _accelerator(cfg: Config):
 def _name(cfg: Config) -> str:
     if isinstance(cfg, DistillConfig):
         d = cfg.distill
-        what = f"{d.layers} layers" if d.student == "layers" else f"conv {d.layers}x{d.width}"
+        what = f"{d.layers} layers" if d.student == "layers" else f"conv {d.layers}x{d.width}" + (f" + attention x{d.heads}" if d.heads else "")
         return f"student ({what}) of {', '.join(d.teacher_list)}"
     return cfg.model.name
 
@@ -264,6 +265,11 @@ def setup(cfg: Config) -> Run:
     targets = None
     if teachers is not None:
         assert isinstance(cfg, DistillConfig)
+        if cfg.distill.augment:
+            copies = replace_mentions(train_c, cfg.distill.augment, cfg.train.seed)
+            train_c = Corpus(train_c.path, train_c.documents + copies, train_c.has_documents, train_c.scheme)
+            log.info("distill: %d cop%s of the training text with names swapped", cfg.distill.augment,
+                     "y" if cfg.distill.augment == 1 else "ies")
         gold = len(train_c.sentences)
         if cfg.distill.extra_files:
             extra = read_extra(cfg.distill.extra_files)
