@@ -3,7 +3,7 @@
 # hold per machine: an AVX2-only CPU needs its own run). Each step is skipped when its result exists, so
 # the chain can be stopped and started again across sessions; each training logs to runs/NAME.log.
 #
-#   bash bench/speed_targets.sh            # all of it: about 2.5 hours of two busy cores
+#   bash bench/speed_targets.sh            # all of it: about 3 hours of two busy cores
 #   bash bench/speed_targets.sh --dry-run  # the commands it would run now, and the steps already done
 #   STEPS="teacher student-3l student-conv spacy bench" bash bench/speed_targets.sh   # a shorter chain
 #
@@ -12,8 +12,9 @@
 #   teacher-s7    a second seed                   nerkit train --train.seed 7 (25-30 min)
 #   student-4l    4 layers, both teachers         nerkit distill (about 23 min)
 #   student-3l    3 layers, both teachers         nerkit distill (about 16 min)
-#   student-2l    2 layers, the default teacher   nerkit distill, alpha 0.8, lr 3e-4 (about 15 min)
-#   student-conv  conv 4x256, kernel 3            nerkit distill (about 6 min)
+#   student-2l    2 layers, the default teacher   nerkit distill, alpha 0.8, lr 3e-4, two copies with
+#                                                 names swapped, 3 epochs (about 23 min)
+#   student-conv  conv 4x256, kernel 3            nerkit distill, two copies with names swapped (about 19 min)
 #   spacy         spaCy's efficiency pipeline     python bench/spacy_ner.py train
 #   bench         bench/speed_accuracy.py over all of the above, 3 rounds (about 20 min, exports included)
 # A student whose second teacher is missing from STEPS learns from the first one alone.
@@ -48,10 +49,10 @@ run teacher-s7 "$T2/metrics.json" $NERKIT train --config configs/conll03-minilm.
 D="$NERKIT distill --config configs/conll03-distill.toml"
 run student-4l runs/student-4l-ens/metrics.json $D $(teachers) --layers 4 --output runs/student-4l-ens
 run student-3l runs/student-3l-ens/metrics.json $D $(teachers) --layers 3 --output runs/student-3l-ens
-run student-2l runs/student-2l-a08-lr3/metrics.json $D --teacher "$T1" --layers 2 --distill.alpha 0.8 \
-    --train.lr 3e-4 --output runs/student-2l-a08-lr3
-run student-conv runs/student-conv/metrics.json $D --teacher "$T1" --student conv --layers 4 --width 256 \
-    --kernel 3 --train.lr 1e-3 --output runs/student-conv
+run student-2l runs/student-2l-aug2/metrics.json $D --teacher "$T1" --layers 2 --distill.alpha 0.8 \
+    --train.lr 3e-4 --distill.augment 2 --train.epochs 3 --output runs/student-2l-aug2
+run student-conv runs/student-conv-aug2/metrics.json $D --teacher "$T1" --student conv --layers 4 --width 256 \
+    --kernel 3 --train.lr 1e-3 --distill.augment 2 --output runs/student-conv-aug2
 if wanted spacy && [ "$DRY" = 0 ] && ! $PY -c "import spacy" 2>/dev/null; then
     echo "spaCy is not installed (the bench's peer, not a nerkit dependency): pip install spacy" >&2; exit 1
 fi
@@ -59,7 +60,7 @@ run spacy runs/spacy-efficiency/model-best $PY bench/spacy_ner.py train
 
 if wanted bench; then
     RUNS=()
-    for r in "$T1" runs/student-4l-ens runs/student-3l-ens runs/student-2l-a08-lr3 runs/student-conv; do
+    for r in "$T1" runs/student-4l-ens runs/student-3l-ens runs/student-2l-aug2 runs/student-conv-aug2; do
         [ -e "$r/metrics.json" ] && RUNS+=("$r")
     done
     echo "$(date +%H:%M:%S) bench: $PY bench/speed_accuracy.py --runs ${RUNS[*]} --spacy-processes 1 2"
