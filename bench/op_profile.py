@@ -1,5 +1,6 @@
 """Where an exported graph spends its time, per operator type: onnxruntime's own profiler over repeated calls
-on one batch of CoNLL-like shape (random sub-word ids, every token real), so graphs can be compared op by op.
+on one batch of CoNLL-like shape (graph_measures.random_feed: random sub-word ids, every token real), so graphs
+can be compared op by op. Each file must sit in its model folder's onnx/, as `nerkit export` writes it.
 
     python bench/op_profile.py runs/student-conv-aug2/model/onnx/model.int8.onnx [MORE.onnx ...]
         [--batch 32] [--tokens 24] [--calls 50] [--threads 2]
@@ -20,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from machine import describe, machine
 
+from nerkit.graph_measures import random_feed
+
 
 def profile(path: str, batch: int, tokens: int, calls: int, threads: int) -> dict:
     import onnxruntime as ort
@@ -29,15 +32,9 @@ def profile(path: str, batch: int, tokens: int, calls: int, threads: int) -> dic
         so.enable_profiling, so.intra_op_num_threads = True, threads
         so.profile_file_prefix = str(Path(tmp) / "p")
         session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-        rng = np.random.default_rng(0)
-        feed = {}
-        for i in session.get_inputs():
-            if i.name == "input_ids":
-                feed[i.name] = rng.integers(1000, 20000, (batch, tokens)).astype(np.int64)
-            elif i.name == "attention_mask":
-                feed[i.name] = np.ones((batch, tokens), np.int64)
-            else:  # shape_ids: a few word-shape classes
-                feed[i.name] = rng.integers(0, 4, (batch, tokens)).astype(np.int64)
+        # the graph's model folder (ONNX files live in its onnx/) knows the vocabulary the ids come from
+        vocab = json.loads((Path(path).resolve().parent.parent / "config.json").read_text())["vocab_size"]
+        feed = random_feed(session, batch, tokens, vocab, np.random.default_rng(0))
         for _ in range(5):
             session.run(None, feed)
         t0 = time.perf_counter()

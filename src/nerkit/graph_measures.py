@@ -60,19 +60,26 @@ def _run_tapped(session, batch: dict[str, torch.Tensor], tensors: list[str]) -> 
     return dict(zip(tensors, session.run(tensors, feed)))
 
 
+def random_feed(session, batch: int, tokens: int, vocab_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Inputs for any of nerkit's graphs (only those the session takes): random sub-word ids, every token
+    real, shape class 0. Timing needs the shapes, not the text."""
+    feed = {"input_ids": rng.integers(0, vocab_size, (batch, tokens), dtype=np.int64),
+            "attention_mask": np.ones((batch, tokens), dtype=np.int64),
+            "shape_ids": np.zeros((batch, tokens), dtype=np.int64)}
+    wanted = {i.name for i in session.get_inputs()}
+    return {k: v for k, v in feed.items() if k in wanted}
+
+
 def measure_call_cost(path: Path, meta: ModelMeta, vocab_size: int) -> tuple[int | None, dict[str, float]]:
     """The fixed cost of one call of the graph, in padded tokens: the session's run timed (least of
     CALL_COST_REPEATS) on CALL_COST_SHAPES batches of random ids, fitted as a + b x tokens; a / b, clipped to
     1..CALL_COST_MAX. None when the fit is unusable (time not growing with tokens). Also the fit, for
     export.json. Run on the machine that serves: the price is the CPU's as much as the graph's."""
     session = onnx_session(path)
-    wanted = {i.name for i in session.get_inputs()}
     rng = np.random.default_rng(0)
     tokens, seconds = [], []
     for b, n in CALL_COST_SHAPES:
-        feed = {"input_ids": rng.integers(0, vocab_size, (b, n), dtype=np.int64),
-                "attention_mask": np.ones((b, n), dtype=np.int64), "shape_ids": np.zeros((b, n), dtype=np.int64)}
-        feed = {k: v for k, v in feed.items() if k in wanted}
+        feed = random_feed(session, b, n, vocab_size, rng)
         session.run(["logits"], feed)  # warm-up: the first call of a shape allocates
         best = float("inf")
         for _ in range(CALL_COST_REPEATS):

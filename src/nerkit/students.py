@@ -147,7 +147,7 @@ class ConvTaggerModel(ConvTaggerPreTrained):
         self.project = nn.Linear(config.embedding_size, config.hidden_size)
         self.blocks = nn.ModuleList([ConvBlock(config.hidden_size, config.kernel_size, dilation(i),
                                                config.hidden_dropout_prob) for i in range(config.num_layers)])
-        heads = getattr(config, "attention_heads", 0)
+        heads = config.attention_heads
         self.attention = AttentionBlock(config.hidden_size, heads, config.hidden_dropout_prob) if heads else None
         self.norm = nn.LayerNorm(config.hidden_size)
 

@@ -235,7 +235,10 @@ def _accelerator(cfg: Config):
 def _name(cfg: Config) -> str:
     if isinstance(cfg, DistillConfig):
         d = cfg.distill
-        what = f"{d.layers} layers" if d.student == "layers" else f"conv {d.layers}x{d.width}" + (f" + attention x{d.heads}" if d.heads else "")
+        if d.student == "layers":
+            what = f"{d.layers} layers"
+        else:
+            what = f"conv {d.layers}x{d.width}" + (f" + attention x{d.heads}" if d.heads else "")
         return f"student ({what}) of {', '.join(d.teacher_list)}"
     return cfg.model.name
 
