@@ -58,9 +58,12 @@ def run_spacy(model: str, texts: list[str], n_process: int, documents: list | No
 
 
 def layers_of(model_dir: str) -> int | str:
-    """Encoder layers of a transformer; 'conv KxW' (blocks x channels) for nerkit's convolutional student."""
+    """Encoder layers of a transformer; 'conv KxW' or 'lstm KxW' (blocks x channels) for nerkit's
+    convolutional and recurrent students."""
     config = json.loads((Path(model_dir) / "config.json").read_text())
     if config.get("model_type") == "nerkit-conv":
+        if config.get("lstm_layers"):
+            return f"lstm {config['lstm_layers']}x{config['hidden_size']}"
         return f"conv {config['num_layers']}x{config['hidden_size']}"
     return int(config.get("num_hidden_layers", 0))
 

@@ -57,15 +57,16 @@ def test_layer_student_with_every_layer_is_the_teacher(trained_model_dir):
         layer_student(teacher, n + 1)
 
 
-@pytest.mark.parametrize("heads", [0, 4])
-def test_conv_student_saves_loads_and_exports(trained_model_dir, tmp_path, heads):
+@pytest.mark.parametrize("kind,heads", [("conv", 0), ("conv", 4), ("lstm", 0), ("lstm", 4)])
+def test_conv_student_saves_loads_and_exports(trained_model_dir, tmp_path, kind, heads):
     from nerkit.export import export_onnx
-    from nerkit.students import conv_student
+    from nerkit.students import STUDENTS
 
     folder = ModelFolder(trained_model_dir)
     teacher = load_model(folder)
-    student = conv_student(teacher, layers=2, width=32, kernel=3, heads=heads).eval()
+    student = STUDENTS[kind](teacher, layers=2, width=32, kernel=3, heads=heads).eval()
     assert (student.hf.conv.attention is not None) == bool(heads)
+    assert (len(student.hf.conv.blocks), len(student.hf.conv.recurrent)) == ((2, 0) if kind == "conv" else (0, 2))
     assert torch.equal(student.hf.get_input_embeddings().weight, teacher.hf.get_input_embeddings().weight)
     out = tmp_path / "conv"
     save_model(student, folder.tokenizer, out, folder.meta)
@@ -74,10 +75,12 @@ def test_conv_student_saves_loads_and_exports(trained_model_dir, tmp_path, heads
     batch = _batch(out)
     with torch.inference_mode():
         torch.testing.assert_close(again(**batch).logits, student(**batch).logits)
-        # padding must not leak into the real tokens: the first text alone gives the same logits
-        alone = {k: v[:1, : int(batch["attention_mask"][0].sum())] for k, v in batch.items()}
-        torch.testing.assert_close(again(**alone).logits[0], again(**batch).logits[0, : alone["input_ids"].shape[1]],
-                                   atol=1e-5, rtol=1e-5)
+        # padding must not leak into the real tokens: each text alone gives the same logits as in the batch
+        for row in range(batch["input_ids"].shape[0]):
+            n = int(batch["attention_mask"][row].sum())
+            alone = {k: v[row : row + 1, :n] for k, v in batch.items()}
+            torch.testing.assert_close(again(**alone).logits[0], again(**batch).logits[row, :n],
+                                       atol=1e-5, rtol=1e-5)
     result = export_onnx(out, opset=17)
     assert result.max_abs_diff <= 1e-3
 
@@ -151,10 +154,11 @@ def test_distilled_layer_student_trains_loads_and_tags(trained_run, synthetic_di
     assert all(s.text == "Peter Blackburn visited Paris ."[s.start:s.end] for s in spans)
 
 
-def test_distilled_conv_student_learns(trained_run, synthetic_dir, tmp_path):
+@pytest.mark.parametrize("kind", ["conv", "lstm"])
+def test_distilled_conv_student_learns(trained_run, synthetic_dir, tmp_path, kind):
     from nerkit.train import train
 
-    cfg = _distill_cfg(trained_run, synthetic_dir, tmp_path / "conv", ("distill.student", "conv"),
+    cfg = _distill_cfg(trained_run, synthetic_dir, tmp_path / "conv", ("distill.student", kind),
                        ("distill.layers", "2"), ("distill.width", "64"), ("train.epochs", "3"))
     metrics = train(cfg)
     assert metrics["validation"]["conlleval"]["micro"]["f1"] > 0.6

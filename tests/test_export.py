@@ -325,19 +325,22 @@ def test_a_model_without_fusions_still_exports(capsys, monkeypatch, tmp_path, tr
     assert list(nerkit.load(str(d), backend="onnx-int8").pipe(TEXTS[:1]))[0]
 
 
-def test_a_conv_student_exports_unfused(tmp_path, trained_model_dir):
+@pytest.mark.parametrize("kind", ["conv", "lstm"])
+def test_a_conv_student_exports_unfused(tmp_path, trained_model_dir, kind):
     students = pytest.importorskip("nerkit.students")
     from nerkit.folder import ModelFolder
     from nerkit.model import load_model, save_model
 
     folder = ModelFolder(trained_model_dir)
-    student = students.conv_student(load_model(folder), layers=2, width=32, kernel=3)
+    student = students.STUDENTS[kind](load_model(folder), layers=2, width=32, kernel=3)
     d = tmp_path / "conv"
     save_model(student, folder.tokenizer, d, folder.meta)
-    assert main(["export", str(d), "--onnx"]) == 0
+    assert main(["export", str(d), "--onnx"] + (["--int8"] if kind == "lstm" else [])) == 0
     info = _info(d)
     assert info["fusions"] == {} and "'nerkit-conv': no transformer fusions" in info["fusion_note"]
     assert info["f1"]["onnx"] == info["f1"]["torch"] and isinstance(info["call_cost"]["model.onnx"], int)
+    if kind == "lstm":  # its recurrences are quantized too (DynamicQuantizeLSTM)
+        assert "LSTM" in _ops(d / ONNX_DIR / FP32_FILE) and "DynamicQuantizeLSTM" in _ops(d / ONNX_DIR / INT8_FILE)
 
 
 def test_call_cost_measured_recorded_and_used(tmp_path, exported):

@@ -18,7 +18,7 @@ import yaml
 
 from .atomic import write_text
 from .corpus import Corpus
-from .folder import ModelMeta
+from .folder import CONV_STUDENTS, ModelMeta
 from .settings import Config, DistillConfig
 
 CARD_FILE = "README.md"
@@ -140,7 +140,7 @@ def metadata(meta: ModelMeta, metrics: dict, model_name: str, base_id: str | Non
 def _transformers_note(meta: ModelMeta, conv: bool) -> list[str]:
     """What a plain transformers user gets from this folder."""
     if conv:
-        return ["**Plain `transformers` users:** this is nerkit's convolutional tagger (`model_type: "
+        return ["**Plain `transformers` users:** this is nerkit's convolutional or recurrent tagger (`model_type: "
                 "nerkit-conv`, not a transformer); `import nerkit` registers it with the Auto classes before "
                 "`AutoModelForTokenClassification.from_pretrained(MODEL_DIR)` can load it. Use nerkit's tagger, "
                 "`nerkit predict` or `nerkit serve` for the measured quality.", ""]
@@ -160,8 +160,9 @@ def _origin_line(distill: dict | None, name: str, base_id: str | None) -> str:
     """The Training section's first bullet: the base model, or the teachers and the student's shape."""
     if not distill:
         return f"- base model: `{name}`" + (f" (`{base_id}`)" if base_id and base_id != name else "")
-    if distill.get("student") == "conv":
-        student = (f"convolutional, {distill.get('layers')} blocks of {distill.get('width')} channels over its "
+    if distill.get("student") in CONV_STUDENTS:
+        kind = "convolutional" if distill.get("student") == "conv" else "bidirectional LSTM"
+        student = (f"{kind}, {distill.get('layers')} blocks of {distill.get('width')} channels over its "
                    "sub-word embeddings")
     else:
         student = f"{distill.get('layers')} of the first teacher's layers, picked {distill.get('pick', 'bottom')}"
@@ -203,7 +204,7 @@ def model_card(meta: ModelMeta, metrics: dict, corpora: dict[str, Corpus], model
         "    print(span.label, span.start, span.end, span.text, round(span.score, 3))",
         "```", "",
     ]
-    conv = isinstance(distill, dict) and distill.get("student") == "conv"
+    conv = isinstance(distill, dict) and distill.get("student") in CONV_STUDENTS
     lines += _transformers_note(meta, conv)
     lines += [
         "## Training", "",

@@ -58,7 +58,8 @@ INT8_MIN_AGREEMENT = 0.99  # least share of validation words the int8 graph must
 INT8_ROUNDS = 4  # quantize+evaluate rounds after the first, each keeping more nodes in fp32 (1, 2, 4, 8 more)
 INT8_MAX_FP32_SHARE = 0.5  # most of the quantizable nodes kept in fp32 before the int8 file is refused
 INT8_PROBE_WINDOWS = 64  # validation windows on which each node's quantization error is measured
-QUANTIZED_OPS = ["MatMul", "Attention"]  # the fused Attention becomes QAttention; LayerNorm, Gelu stay fp32
+# The fused Attention becomes QAttention, LSTM DynamicQuantizeLSTM; LayerNorm, Gelu stay fp32
+QUANTIZED_OPS = ["MatMul", "Attention", "LSTM"]
 # model_types whose graphs onnxruntime.transformers' BERT fusions know (the embedding fusion may not match:
 # the word-shape embedding adds to inputs_embeds; attention, LayerNorm and Gelu do)
 FUSED_TYPES = frozenset({"bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra"})
@@ -283,12 +284,12 @@ def fuse(src: Path, dst: Path, config) -> dict[str, int]:
 
 
 def quantizable_nodes(path: Path) -> list[str]:
-    """The nodes quantize() turns int8, in graph order: fused Attention, and MatMul by a constant weight."""
+    """The nodes quantize() turns int8, in graph order: fused Attention, LSTM, and MatMul by a constant weight."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
     weights = {i.name for i in graph.initializer}
-    return [n.name for n in graph.node if n.op_type == "Attention"
+    return [n.name for n in graph.node if n.op_type in ("Attention", "LSTM")
             or (n.op_type == "MatMul" and len(n.input) > 1 and n.input[1] in weights)]
 
 

@@ -25,6 +25,7 @@ ONNX_DIR = "onnx"
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 CONV_TYPE = "nerkit-conv"  # students.ConvTaggerConfig.model_type
+CONV_STUDENTS = ("conv", "lstm")  # the distill.student kinds saved as CONV_TYPE (students.STUDENTS)
 
 
 @dataclass

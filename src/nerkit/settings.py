@@ -16,6 +16,7 @@ from .engine.budget import CORPUS_BUDGET
 SchemeName = Literal["auto", "iob1", "iob2", "iobes", "bilou", "io"]
 DataFormat = Literal["auto", "conll", "spans", "rows"]  # nerkit.data.FORMATS
 Misaligned = Literal["split", "expand", "drop", "error"]  # nerkit.data.POLICIES
+SwapKind = Literal["names", "words"]  # nerkit.train.augment.SWAPS
 
 
 def opt(default: Any, help: str, *, positive: bool = False, flag: bool = False,
@@ -75,10 +76,18 @@ class DataSection:
                            "empty: from dataset_info.json beside the file or the Parquet metadata")
     split: str = opt("", "one file only: cut the training file by document into train,validation[,test] "
                      "shares such as 0.8,0.1,0.1 (seeded by train.seed); empty: off")
+    augment: int = opt(0, "copies of the training text with each gold name swapped for another of its type, "
+                       "gold-labelled (and, in nerkit distill, labelled by the teachers); 0: none",
+                       aliases=("--distill.augment",))
+    swap: SwapKind = opt("names", "augment: where the new names come from: names (whole names of the type from "
+                         "the training set) or words (names rebuilt word by word from the type's first, middle "
+                         "and last words, mostly names the training set never had)")
 
     def check(self) -> str | None:
         if self.context and self.context < 32:
             return f"data.context: expected 0 (off) or at least 32 sub-words, got {self.context}"
+        if not 0 <= self.augment <= 20:
+            return f"data.augment: expected 0 to 20 copies, got {self.augment}"
         return split_problem(self.split, "data.split")
 
     @property
@@ -162,7 +171,7 @@ class Config:
         return dataclasses.asdict(self)
 
 
-StudentKind = Literal["layers", "conv"]  # nerkit.students.STUDENTS
+StudentKind = Literal["layers", "conv", "lstm"]  # nerkit.students.STUDENTS
 LayerPick = Literal["bottom", "spread"]  # nerkit.students.PICKS
 
 
@@ -173,19 +182,18 @@ class DistillSection:
     teachers: str = opt("", "trained run or model folders, comma-separated (or --teacher DIR, repeated); the "
                         "student starts from the first one's encoder", aliases=("--teacher",), repeat=True)
     student: StudentKind = opt("layers", "layers: the first teacher's encoder cut to distill.layers of its "
-                               "layers; conv: a convolutional tagger over its sub-word embeddings and shapes")
+                               "layers; conv: a convolutional tagger over its sub-word embeddings and shapes; "
+                               "lstm: the same tagger with bidirectional LSTM blocks instead of convolutions")
     layers: int = opt(2, "layers: how many of the teacher's layers the student keeps; conv: how many "
-                      "convolution blocks", positive=True)
+                      "convolution blocks; lstm: how many LSTM blocks", positive=True)
     pick: LayerPick = opt("bottom", "layers: which ones: bottom (the first K, which scored best) or spread "
                           "(evenly apart, the top one kept)")
-    width: int = opt(256, "conv: channels of the convolution blocks", positive=True)
+    width: int = opt(256, "conv, lstm: channels of the blocks", positive=True)
     kernel: int = opt(5, "conv: width of each convolution, in sub-words (odd)", positive=True)
-    heads: int = opt(0, "conv: heads of one self-attention block after the convolutions, which sees the whole "
-                     "window (the document around a sentence); 0: none")
+    heads: int = opt(0, "conv, lstm: heads of one self-attention block after the other blocks, which sees "
+                     "the whole window (the document around a sentence); 0: none")
     alpha: float = opt(0.5, "weight of the teachers' term; the gold labels' cross-entropy gets 1 - alpha")
     temperature: float = opt(2.0, "softening of both distributions in the teachers' term", positive=True)
-    augment: int = opt(0, "copies of the training text with each gold name swapped for another of its type "
-                       "from the training set, gold-labelled and labelled by the teachers; 0: none")
     extra: str = opt("", "plain-text files, comma-separated, that the teachers label for the student too "
                      "(blank lines separate documents); empty: the gold training text only")
     teacher_backend: Literal["torch", "auto"] = opt(
@@ -202,7 +210,6 @@ class DistillSection:
             return f"distill.heads: expected a divisor of distill.width ({self.width}), got {self.heads}"
         return out_of_range("distill", self, {"layers": (1, 48, "1 to 48 layers or blocks"),
                                               "width": (8, 4096, "8 to 4096 channels"),
-                                              "augment": (0, 20, "0 to 20 copies"),
                                               "heads": (0, 64, "0 to 64 heads"),
                                               "temperature": (0.05, 100.0, "a temperature in [0.05, 100]")})
 

@@ -4,8 +4,11 @@
           embedding and head copied: a smaller model of the same family, a plain Hugging Face folder.
   conv    a convolutional tagger that is cheap on any CPU: the teacher's sub-word embeddings (and shape
           embedding) projected to `width` channels, K residual blocks of gated dilated convolutions,
-          optionally one self-attention block over the whole window (`heads`), a linear head. Saved as a Hugging Face folder of model_type "nerkit-conv", which the Auto classes
-          load once nerkit has registered it (importing nerkit.model does).
+          optionally one self-attention block over the whole window (`heads`), a linear head. Saved as a
+          Hugging Face folder of model_type "nerkit-conv", which the Auto classes load once nerkit has
+          registered it (importing nerkit.model does).
+  lstm    the same tagger with K residual bidirectional LSTM blocks in place of the convolutions: each
+          sub-word sees the whole window on both sides, at the price of a sequential loop over it.
 
 Both come back as NerModels, so training, evaluation, export and serving treat them as any other model.
 """
@@ -73,9 +76,11 @@ class ConvTaggerConfig(PretrainedConfig):
 
     def __init__(self, vocab_size: int = 30522, embedding_size: int = 384, hidden_size: int = 256,
                  num_layers: int = 4, kernel_size: int = 5, hidden_dropout_prob: float = 0.1,
-                 pad_token_id: int = 0, max_position_embeddings: int = 512, attention_heads: int = 0, **kwargs):
+                 pad_token_id: int = 0, max_position_embeddings: int = 512, attention_heads: int = 0,
+                 lstm_layers: int = 0, **kwargs):
         super().__init__(**kwargs)
-        self.attention_heads = attention_heads  # 0: no attention block (folders saved before it existed)
+        # 0 for both: no attention block, no LSTM blocks (also folders saved before they existed)
+        self.attention_heads, self.lstm_layers = attention_heads, lstm_layers
         self.pad_token_id = pad_token_id
         self.vocab_size, self.embedding_size, self.hidden_size = vocab_size, embedding_size, hidden_size
         self.num_layers, self.kernel_size = num_layers, kernel_size
@@ -108,6 +113,36 @@ class ConvBlock(nn.Module):
         h = nn.functional.pad(self.norm(x) * mask, (0, 0, pad, pad))  # zeros beyond both ends and on padding
         h = torch.cat([h[:, j * self.dil : j * self.dil + n] for j in range(self.kernel)], dim=-1)
         return x + self.dropout(nn.functional.glu(self.mix(h), dim=-1)) * mask
+
+
+def reverse_within(mask: torch.Tensor) -> torch.Tensor:
+    """Per row, the index that reverses its first `length` positions and leaves the padding after them in
+    place (mask: (batch, tokens, 1), ones then zeros): gathering by it twice gives the row back."""
+    n = mask.shape[1]
+    lengths = mask.squeeze(-1).sum(1, keepdim=True).to(torch.long)  # (batch, 1)
+    t = torch.arange(n, device=mask.device).unsqueeze(0)
+    return torch.where(t < lengths, lengths - 1 - t, t)
+
+
+class RecurrentBlock(nn.Module):
+    """Pre-norm residual bidirectional LSTM, width/2 channels each way. The backward LSTM runs forward over
+    each row reversed within its length (not nn.LSTM's bidirectional, which would start on the padding of
+    shorter rows), so padding never reaches a real sub-word and the exported graph needs no sequence lengths."""
+
+    def __init__(self, width: int, dropout: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.forward_lstm = nn.LSTM(width, width // 2, batch_first=True)
+        self.backward_lstm = nn.LSTM(width, width - width // 2, batch_first=True)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x) * mask
+        ahead, _ = self.forward_lstm(h)
+        rev = reverse_within(mask).unsqueeze(-1)
+        behind, _ = self.backward_lstm(h.gather(1, rev.expand_as(h)))
+        behind = behind.gather(1, rev.expand_as(behind))
+        return x + self.dropout(torch.cat([ahead, behind], dim=-1)) * mask
 
 
 class AttentionBlock(nn.Module):
@@ -147,6 +182,8 @@ class ConvTaggerModel(ConvTaggerPreTrained):
         self.project = nn.Linear(config.embedding_size, config.hidden_size)
         self.blocks = nn.ModuleList([ConvBlock(config.hidden_size, config.kernel_size, dilation(i),
                                                config.hidden_dropout_prob) for i in range(config.num_layers)])
+        self.recurrent = nn.ModuleList([RecurrentBlock(config.hidden_size, config.hidden_dropout_prob)
+                                        for _ in range(config.lstm_layers)])
         heads = config.attention_heads
         self.attention = AttentionBlock(config.hidden_size, heads, config.hidden_dropout_prob) if heads else None
         self.norm = nn.LayerNorm(config.hidden_size)
@@ -164,7 +201,7 @@ class ConvTaggerModel(ConvTaggerPreTrained):
             attention_mask = torch.ones(x.shape[:2], dtype=torch.long, device=x.device)
         mask = attention_mask.unsqueeze(-1).to(x.dtype)  # padding stays zero, so no block sees it
         x = self.project(x) * mask
-        for block in self.blocks:
+        for block in [*self.blocks, *self.recurrent]:
             x = block(x, mask)
         if self.attention is not None:
             x = self.attention(x, mask)
@@ -199,13 +236,13 @@ AutoModelForTokenClassification.register(ConvTaggerConfig, ConvTaggerForTokenCla
 
 
 def conv_student(teacher: NerModel, layers: int, width: int = 256, kernel: int = 5, heads: int = 0,
-                 **_: object) -> NerModel:
-    """A conv tagger over the teacher's sub-word embeddings (copied, trained on) and shape embedding, with
-    one attention block of `heads` heads after the convolutions (0: none)."""
+                 lstm: int = 0, **_: object) -> NerModel:
+    """A conv tagger over the teacher's sub-word embeddings (copied, trained on) and shape embedding:
+    `layers` convolution blocks, then `lstm` LSTM blocks, then one attention block of `heads` heads (0: none)."""
     t = teacher.hf.config
     emb = teacher.hf.get_input_embeddings()
     config = ConvTaggerConfig(vocab_size=emb.num_embeddings, embedding_size=emb.embedding_dim, hidden_size=width,
-                              num_layers=layers, kernel_size=kernel, attention_heads=heads,
+                              num_layers=layers, kernel_size=kernel, attention_heads=heads, lstm_layers=lstm,
                               hidden_dropout_prob=getattr(t, "hidden_dropout_prob", 0.1),
                               pad_token_id=t.pad_token_id if t.pad_token_id is not None else 0,
                               max_position_embeddings=getattr(t, "max_position_embeddings", 512),
@@ -228,7 +265,13 @@ def _init(model: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
-STUDENTS: dict[str, Callable[..., NerModel]] = {"layers": layer_student, "conv": conv_student}
+def lstm_student(teacher: NerModel, layers: int, width: int = 256, heads: int = 0, **_: object) -> NerModel:
+    """The conv tagger with `layers` bidirectional LSTM blocks and no convolutions."""
+    return conv_student(teacher, layers=0, width=width, heads=heads, lstm=layers)
+
+
+STUDENTS: dict[str, Callable[..., NerModel]] = {"layers": layer_student, "conv": conv_student,
+                                                "lstm": lstm_student}
 
 
 def make_student(kind: str, teacher: NerModel, layers: int, width: int, kernel: int, pick: str = "bottom",

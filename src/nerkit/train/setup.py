@@ -238,7 +238,7 @@ def _name(cfg: Config) -> str:
         if d.student == "layers":
             what = f"{d.layers} layers"
         else:
-            what = f"conv {d.layers}x{d.width}" + (f" + attention x{d.heads}" if d.heads else "")
+            what = f"{d.student} {d.layers}x{d.width}" + (f" + attention x{d.heads}" if d.heads else "")
         return f"student ({what}) of {', '.join(d.teacher_list)}"
     return cfg.model.name
 
@@ -265,15 +265,15 @@ def setup(cfg: Config) -> Run:
     evals = {name: limit_corpus(c, cfg.data.limit_eval) for name, c in splits.items()}
     teachers = Teachers(cfg.distill) if isinstance(cfg, DistillConfig) else None
     model, tokenizer, encoder, meta = _model(cfg, splits, teachers)
+    if d.augment:
+        copies = replace_mentions(train_c, d.augment, cfg.train.seed, d.swap)
+        train_c = Corpus(train_c.path, train_c.documents + copies, train_c.has_documents, train_c.scheme)
+        log.info("data: %d cop%s of the training text with names swapped (new names: %s)", d.augment,
+                 "y" if d.augment == 1 else "ies", d.swap)
     targets = None
     if teachers is not None:
         assert isinstance(cfg, DistillConfig)
-        if cfg.distill.augment:
-            copies = replace_mentions(train_c, cfg.distill.augment, cfg.train.seed)
-            train_c = Corpus(train_c.path, train_c.documents + copies, train_c.has_documents, train_c.scheme)
-            log.info("distill: %d cop%s of the training text with names swapped", cfg.distill.augment,
-                     "y" if cfg.distill.augment == 1 else "ies")
-        gold = len(train_c.sentences)
+        gold = len(train_c.sentences)  # the copies keep their gold labels
         if cfg.distill.extra_files:
             extra = read_extra(cfg.distill.extra_files)
             train_c = Corpus(train_c.path, train_c.documents + extra.documents, True, train_c.scheme)
