@@ -50,9 +50,9 @@ D="$NERKIT distill --config configs/conll03-distill.toml"
 run student-4l runs/student-4l-ens/metrics.json $D $(teachers) --layers 4 --output runs/student-4l-ens
 run student-3l runs/student-3l-ens/metrics.json $D $(teachers) --layers 3 --output runs/student-3l-ens
 run student-2l runs/student-2l-aug2/metrics.json $D --teacher "$T1" --layers 2 --distill.alpha 0.8 \
-    --train.lr 3e-4 --distill.augment 2 --train.epochs 3 --output runs/student-2l-aug2
+    --train.lr 3e-4 --data.augment 2 --train.epochs 3 --output runs/student-2l-aug2
 run student-conv runs/student-conv-aug2/metrics.json $D --teacher "$T1" --student conv --layers 4 --width 256 \
-    --kernel 3 --train.lr 1e-3 --distill.augment 2 --output runs/student-conv-aug2
+    --kernel 3 --train.lr 1e-3 --data.augment 2 --output runs/student-conv-aug2
 if wanted spacy && [ "$DRY" = 0 ] && ! $PY -c "import spacy" 2>/dev/null; then
     echo "spaCy is not installed (the bench's peer, not a nerkit dependency): pip install spacy" >&2; exit 1
 fi
