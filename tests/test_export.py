@@ -335,12 +335,18 @@ def test_a_conv_student_exports_unfused(tmp_path, trained_model_dir, kind):
     student = students.STUDENTS[kind](load_model(folder), layers=2, width=32, kernel=3)
     d = tmp_path / "conv"
     save_model(student, folder.tokenizer, d, folder.meta)
-    assert main(["export", str(d), "--onnx"] + (["--int8"] if kind == "lstm" else [])) == 0
+    assert main(["export", str(d), "--onnx"]) == 0
     info = _info(d)
     assert info["fusions"] == {} and "'nerkit-conv': no transformer fusions" in info["fusion_note"]
     assert info["f1"]["onnx"] == info["f1"]["torch"] and isinstance(info["call_cost"]["model.onnx"], int)
-    if kind == "lstm":  # its recurrences are quantized too (DynamicQuantizeLSTM)
-        assert "LSTM" in _ops(d / ONNX_DIR / FP32_FILE) and "DynamicQuantizeLSTM" in _ops(d / ONNX_DIR / INT8_FILE)
+    if kind == "lstm":  # its recurrences are quantized too (an untrained student's labels are near ties, so
+        # the graph is checked here, not export's agreement check)
+        from nerkit.export import quantizable_nodes, quantize
+
+        fp32, int8 = d / ONNX_DIR / FP32_FILE, d / ONNX_DIR / INT8_FILE
+        assert "LSTM" in _ops(fp32) and any("LSTM" in n for n in quantizable_nodes(fp32))
+        quantize(fp32, int8)
+        assert "DynamicQuantizeLSTM" in _ops(int8) and "LSTM" not in _ops(int8)
 
 
 def test_call_cost_measured_recorded_and_used(tmp_path, exported):
