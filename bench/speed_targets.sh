@@ -15,6 +15,8 @@
 #   student-2l    2 layers, the default teacher   nerkit distill, alpha 0.8, lr 3e-4, two copies with
 #                                                 names swapped, 3 epochs (about 23 min)
 #   student-conv  conv 4x256, kernel 3            nerkit distill, two copies with names swapped (about 19 min)
+#   student-lstm  BiLSTM 2x256                    nerkit distill, two copies with names swapped (about 26 min
+#                                                 on an AVX2-only EPYC, labelling included)
 #   spacy         spaCy's efficiency pipeline     python bench/spacy_ner.py train
 #   bench         bench/speed_accuracy.py over all of the above, 3 rounds (about 20 min, exports included)
 # A student whose second teacher is missing from STEPS learns from the first one alone.
@@ -22,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
 [ "${1:-}" = "--dry-run" ] && DRY=1
-STEPS=${STEPS:-"teacher teacher-s7 student-4l student-3l student-2l student-conv spacy bench"}
+STEPS=${STEPS:-"teacher teacher-s7 student-4l student-3l student-2l student-conv student-lstm spacy bench"}
 NERKIT=${NERKIT:-nerkit}
 PY=${PYTHON:-python}
 T1=runs/conll03-minilm
@@ -53,6 +55,8 @@ run student-2l runs/student-2l-aug2/metrics.json $D --teacher "$T1" --layers 2 -
     --train.lr 3e-4 --data.augment 2 --train.epochs 3 --output runs/student-2l-aug2
 run student-conv runs/student-conv-aug2/metrics.json $D --teacher "$T1" --student conv --layers 4 --width 256 \
     --kernel 3 --train.lr 1e-3 --data.augment 2 --output runs/student-conv-aug2
+run student-lstm runs/student-lstm2-aug2/metrics.json $D --teacher "$T1" --student lstm --layers 2 --width 256 \
+    --train.lr 1e-3 --data.augment 2 --output runs/student-lstm2-aug2
 if wanted spacy && [ "$DRY" = 0 ] && ! $PY -c "import spacy" 2>/dev/null; then
     echo "spaCy is not installed (the bench's peer, not a nerkit dependency): pip install spacy" >&2; exit 1
 fi
@@ -60,7 +64,7 @@ run spacy runs/spacy-efficiency/model-best $PY bench/spacy_ner.py train
 
 if wanted bench; then
     RUNS=()
-    for r in "$T1" runs/student-4l-ens runs/student-3l-ens runs/student-2l-aug2 runs/student-conv-aug2; do
+    for r in "$T1" runs/student-4l-ens runs/student-3l-ens runs/student-2l-aug2 runs/student-conv-aug2 runs/student-lstm2-aug2; do
         [ -e "$r/metrics.json" ] && RUNS+=("$r")
     done
     echo "$(date +%H:%M:%S) bench: $PY bench/speed_accuracy.py --runs ${RUNS[*]} --spacy-processes 1 2"
