@@ -3,7 +3,7 @@
 # hold per machine: an AVX2-only CPU needs its own run). Each step is skipped when its result exists, so
 # the chain can be stopped and started again across sessions; each training logs to runs/NAME.log.
 #
-#   bash bench/speed_targets.sh            # all of it: about 3 hours of two busy cores
+#   bash bench/speed_targets.sh            # all of it: about 3.5 hours of two busy cores
 #   bash bench/speed_targets.sh --dry-run  # the commands it would run now, and the steps already done
 #   STEPS="teacher student-3l student-conv spacy bench" bash bench/speed_targets.sh   # a shorter chain
 #
